@@ -1,0 +1,41 @@
+"""Exceptions raised by rshape_fast.
+
+They are defined once, here; the Rust extension raises these same classes (through a
+single conversion point in ``rust/py/src/errors.rs``), so ``except rshape_fast.errors.X``
+works whichever layer found the problem. Bad input is always a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RshapeError",
+    "InvalidInputError",
+    "ShapeError",
+    "NonFiniteError",
+    "ParameterError",
+    "ModelError",
+]
+
+
+class RshapeError(Exception):
+    """Base class of every error rshape_fast raises on purpose."""
+
+
+class InvalidInputError(RshapeError, ValueError):
+    """Bad input: the message names the argument and what is wrong with it."""
+
+
+class ShapeError(InvalidInputError):
+    """An array has the wrong number of dimensions, a mismatched shape, or is empty."""
+
+
+class NonFiniteError(InvalidInputError):
+    """An array holds NaN, or an infinity where none is allowed (a NaN reward, say)."""
+
+
+class ParameterError(InvalidInputError):
+    """A scalar knob is out of range or unknown (``k`` > vocabulary, unknown scheme, ...)."""
+
+
+class ModelError(RshapeError):
+    """A model cannot be found, loaded, converted or cached."""

@@ -1,0 +1,24 @@
+//! The one error type of the core. Every variant names the offending argument so the
+//! binding can turn it into a Python exception whose message a user can act on.
+
+use thiserror::Error as ThisError;
+
+#[derive(Debug, Clone, PartialEq, ThisError)]
+pub enum Error {
+    /// An array has the wrong shape or is empty.
+    #[error("{arg}: {message}")]
+    Shape { arg: &'static str, message: String },
+    /// An array holds NaN (or an infinity where none is allowed).
+    #[error("{arg}: non-finite value {value} at row {row}, column {col}")]
+    NonFinite {
+        arg: &'static str,
+        row: usize,
+        col: usize,
+        value: f32,
+    },
+    /// A scalar knob is out of its range or unknown.
+    #[error("{arg}: {message}")]
+    Parameter { arg: &'static str, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
