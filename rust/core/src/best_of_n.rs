@@ -1,0 +1,377 @@
+//! Streaming best-of-N with early rejection (algorithms.md §4, after "Fast Best-of-N via
+//! Speculative Rejection", Sun et al. 2024).
+//!
+//! `num_prompts` prompts each start `n` candidates; candidate `i` of prompt `p` has the
+//! global id `p * n + i`. The caller generates, scores partial or finished candidates with
+//! [`StreamingBestOfN::record`], and at checkpoints calls [`StreamingBestOfN::prune`] to
+//! stop generating the weakest live ones. Finished candidates are never rejected but keep
+//! their place in the ranking, so a strong finished answer displaces weak live ones.
+
+use std::cmp::Ordering;
+
+use crate::error::{Error, Result};
+
+/// Where a candidate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Still being generated.
+    Live,
+    /// Complete; its recorded score is final.
+    Finished,
+    /// Dropped by `prune`; no further records are accepted.
+    Rejected,
+}
+
+/// Number of ranking slots `prune` keeps for a prompt with `live` live candidates:
+/// `ceil((1 - f) * live)`, at least 1 when `live > 0`.
+///
+/// The product is computed in f64 and `1e-9` is subtracted before rounding up so that
+/// decimal fractions that are not exact in binary (`(1 - 0.7) * 10 = 3.0000000000000004`)
+/// give the count a reader expects (3, not 4). The floor of 1 keeps the mathematical
+/// guarantee of `f < 1` that the formula is positive when the tolerance would round it to 0.
+pub fn keep_slots(live: usize, reject_fraction: f64) -> usize {
+    if live == 0 {
+        return 0;
+    }
+    let slots = ((1.0 - reject_fraction) * live as f64 - 1e-9).ceil();
+    (slots.max(1.0) as usize).min(live)
+}
+
+/// Deterministic generator for `soft_pick` (SplitMix64, Steele et al. 2014): tiny, fast,
+/// and easy to mirror in a Python reference test.
+struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) from the top 53 bits.
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// Per-prompt state of a streaming best-of-N run.
+#[derive(Debug, Clone)]
+pub struct StreamingBestOfN {
+    num_prompts: usize,
+    n: usize,
+    /// Latest score per candidate; NaN where never recorded.
+    scores: Vec<f32>,
+    status: Vec<Status>,
+}
+
+/// Higher score first, then lower id. Only ever called on recorded (finite) scores, so
+/// `partial_cmp` succeeds; it also ties -0.0 with 0.0, which `total_cmp` would not.
+fn by_rank(a: (f32, usize), b: (f32, usize)) -> Ordering {
+    b.0.partial_cmp(&a.0)
+        .unwrap_or(Ordering::Equal)
+        .then(a.1.cmp(&b.1))
+}
+
+impl StreamingBestOfN {
+    /// Fresh state: every candidate live and unscored. Both sizes must be at least 1.
+    pub fn new(num_prompts: usize, n: usize) -> Result<Self> {
+        if num_prompts == 0 {
+            return Err(Error::Parameter {
+                arg: "num_prompts",
+                message: "must be at least 1".into(),
+            });
+        }
+        if n == 0 {
+            return Err(Error::Parameter {
+                arg: "n",
+                message: "must be at least 1".into(),
+            });
+        }
+        let total = num_prompts.checked_mul(n).ok_or_else(|| Error::Parameter {
+            arg: "n",
+            message: format!("num_prompts * n overflows ({num_prompts} * {n})"),
+        })?;
+        Ok(Self {
+            num_prompts,
+            n,
+            scores: vec![f32::NAN; total],
+            status: vec![Status::Live; total],
+        })
+    }
+
+    pub fn num_prompts(&self) -> usize {
+        self.num_prompts
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Record the latest (partial or final) score of some candidates.
+    ///
+    /// Errors, with nothing recorded: lengths differ, an id is outside `[0, P*n)` or appears
+    /// twice, a score is NaN or infinite, a candidate was rejected, or a candidate already
+    /// finished (its score is final).
+    pub fn record(&mut self, candidates: &[i64], scores: &[f32], finished: &[bool]) -> Result<()> {
+        let count = candidates.len();
+        for (arg, len) in [("scores", scores.len()), ("finished", finished.len())] {
+            if len != count {
+                return Err(Error::Shape {
+                    arg,
+                    message: format!("has length {len} but candidates has length {count}"),
+                });
+            }
+        }
+        let total = self.status.len();
+        let mut seen = vec![false; total];
+        let mut ids = Vec::with_capacity(count);
+        for (i, &c) in candidates.iter().enumerate() {
+            if c < 0 || c as u64 >= total as u64 {
+                return Err(Error::Parameter {
+                    arg: "candidates",
+                    message: format!("id {c} at position {i} is outside [0, {total})"),
+                });
+            }
+            let id = c as usize;
+            if seen[id] {
+                return Err(Error::Parameter {
+                    arg: "candidates",
+                    message: format!("id {c} appears more than once (again at position {i})"),
+                });
+            }
+            seen[id] = true;
+            match self.status[id] {
+                Status::Live => {}
+                Status::Rejected => {
+                    return Err(Error::Parameter {
+                        arg: "candidates",
+                        message: format!(
+                            "id {c} at position {i} was rejected by prune() and takes no records"
+                        ),
+                    })
+                }
+                Status::Finished => {
+                    return Err(Error::Parameter {
+                        arg: "candidates",
+                        message: format!(
+                            "id {c} at position {i} already finished; its score is final"
+                        ),
+                    })
+                }
+            }
+            ids.push(id);
+        }
+        for (i, &s) in scores.iter().enumerate() {
+            if !s.is_finite() {
+                return Err(Error::NonFinite {
+                    arg: "scores",
+                    row: i,
+                    col: 0,
+                    value: s,
+                });
+            }
+        }
+        for ((&id, &s), &f) in ids.iter().zip(scores).zip(finished) {
+            self.scores[id] = s;
+            if f {
+                self.status[id] = Status::Finished;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reject the weakest live candidates of every prompt; returns their ids, ascending.
+    ///
+    /// Per prompt with `L` live candidates, live and finished candidates are ranked by their
+    /// latest score (ties: lower id) and the top [`keep_slots`]`(L, f)` slots are kept: live
+    /// candidates inside them survive, live ones outside are rejected. Finished candidates
+    /// are never rejected but take slots. `reject_fraction` must be in `[0, 1)`; 0 disables
+    /// pruning entirely (nothing is rejected, even below a finished answer). Every live
+    /// candidate must have a recorded score: ranking an unscored one would be a guess, so
+    /// that is an error (checked for all prompts before anything is rejected).
+    pub fn prune(&mut self, reject_fraction: f64) -> Result<Vec<i64>> {
+        if !(reject_fraction.is_finite() && (0.0..1.0).contains(&reject_fraction)) {
+            return Err(Error::Parameter {
+                arg: "reject_fraction",
+                message: format!("must be in [0, 1), got {reject_fraction}"),
+            });
+        }
+        if let Some(id) = (0..self.status.len())
+            .find(|&id| self.status[id] == Status::Live && self.scores[id].is_nan())
+        {
+            return Err(Error::Parameter {
+                arg: "candidates",
+                message: format!(
+                    "live candidate {id} (prompt {}) has never been scored; record() a score \
+                     for every live candidate before prune()",
+                    id / self.n
+                ),
+            });
+        }
+        let mut rejected = Vec::new();
+        if reject_fraction == 0.0 {
+            return Ok(rejected);
+        }
+        for p in 0..self.num_prompts {
+            let ids = p * self.n..(p + 1) * self.n;
+            let live = ids
+                .clone()
+                .filter(|&id| self.status[id] == Status::Live)
+                .count();
+            if live == 0 {
+                continue;
+            }
+            let mut ranked: Vec<(f32, usize)> = ids
+                .filter(|&id| self.status[id] != Status::Rejected)
+                .map(|id| (self.scores[id], id))
+                .collect();
+            ranked.sort_by(|&a, &b| by_rank(a, b));
+            let slots = keep_slots(live, reject_fraction);
+            let mut dropped: Vec<usize> = ranked[slots..]
+                .iter()
+                .map(|&(_, id)| id)
+                .filter(|&id| self.status[id] == Status::Live)
+                .collect();
+            dropped.sort_unstable();
+            for &id in &dropped {
+                self.status[id] = Status::Rejected;
+                rejected.push(id as i64);
+            }
+        }
+        Ok(rejected)
+    }
+
+    pub fn status(&self) -> &[Status] {
+        &self.status
+    }
+
+    /// Live mask, row-major `[P, n]`.
+    pub fn survivors(&self) -> Vec<bool> {
+        self.status.iter().map(|&s| s == Status::Live).collect()
+    }
+
+    /// Finished mask, row-major `[P, n]`.
+    pub fn finished_mask(&self) -> Vec<bool> {
+        self.status.iter().map(|&s| s == Status::Finished).collect()
+    }
+
+    /// Latest score per candidate, row-major `[P, n]`; NaN where never recorded.
+    pub fn scores(&self) -> &[f32] {
+        &self.scores
+    }
+
+    /// True when no candidate anywhere is live.
+    pub fn done(&self) -> bool {
+        !self.status.contains(&Status::Live)
+    }
+
+    /// Per prompt, the finished candidate with the highest score (ties: lower id) as
+    /// (id, score); `None` where no candidate finished.
+    pub fn best_finished(&self) -> Vec<Option<(i64, f32)>> {
+        (0..self.num_prompts)
+            .map(|p| {
+                (p * self.n..(p + 1) * self.n)
+                    .filter(|&id| self.status[id] == Status::Finished)
+                    .map(|id| (self.scores[id], id))
+                    .min_by(|&a, &b| by_rank(a, b))
+                    .map(|(s, id)| (id as i64, s))
+            })
+            .collect()
+    }
+
+    /// Soft best-of-N: per prompt, draw one finished candidate with probability
+    /// proportional to `exp(weight * score)`; -1 where none finished.
+    ///
+    /// Deterministic for a seed. One SplitMix64 stream seeded with `seed` yields exactly one
+    /// uniform `u` per prompt in prompt order (drawn even where nothing finished), so a
+    /// prompt's pick does not depend on how many candidates other prompts finished. The pick
+    /// is the first finished candidate (ascending id) whose running sum of
+    /// `exp(weight * (score - max score))`, in f64, exceeds `u * total`. Subtracting the
+    /// maximum keeps every term in (0, 1], so no weight overflows. `weight` must be finite
+    /// and non-negative (0 draws uniformly).
+    pub fn soft_pick(&self, weight: f64, seed: u64) -> Result<Vec<i64>> {
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(Error::Parameter {
+                arg: "weight",
+                message: format!("must be finite and non-negative, got {weight}"),
+            });
+        }
+        let mut rng = SplitMix64 { state: seed };
+        let mut picks = Vec::with_capacity(self.num_prompts);
+        for p in 0..self.num_prompts {
+            let u = rng.next_f64();
+            let done: Vec<usize> = (p * self.n..(p + 1) * self.n)
+                .filter(|&id| self.status[id] == Status::Finished)
+                .collect();
+            let Some(max) = done
+                .iter()
+                .map(|&id| f64::from(self.scores[id]))
+                .reduce(f64::max)
+            else {
+                picks.push(-1);
+                continue;
+            };
+            let weights: Vec<f64> = done
+                .iter()
+                .map(|&id| (weight * (f64::from(self.scores[id]) - max)).exp())
+                .collect();
+            let target = u * weights.iter().sum::<f64>();
+            let mut running = 0.0;
+            // Rounding can leave the running sum a hair below `target` at the end; the
+            // last candidate then takes the draw.
+            let mut pick = done[done.len() - 1];
+            for (&id, &w) in done.iter().zip(&weights) {
+                running += w;
+                if running > target {
+                    pick = id;
+                    break;
+                }
+            }
+            picks.push(pick as i64);
+        }
+        Ok(picks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix64_matches_the_published_sequence() {
+        // First outputs for seed 1234567 from the reference C implementation.
+        let mut rng = SplitMix64 { state: 1234567 };
+        let got: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
+        assert_eq!(
+            got,
+            [
+                6457827717110365317,
+                3203168211198807973,
+                9817491932198370423
+            ]
+        );
+    }
+
+    #[test]
+    fn keep_slots_rounds_decimal_fractions_as_written() {
+        assert_eq!(keep_slots(10, 0.7), 3);
+        assert_eq!(keep_slots(4, 0.5), 2);
+        assert_eq!(keep_slots(5, 0.5), 3);
+        assert_eq!(keep_slots(3, 0.0), 3);
+        assert_eq!(keep_slots(1, 0.999_999_999_999), 1);
+        assert_eq!(keep_slots(0, 0.5), 0);
+    }
+
+    #[test]
+    fn uniform_draws_lie_in_the_unit_interval() {
+        let mut rng = SplitMix64 { state: 0 };
+        for _ in 0..10_000 {
+            let u = rng.next_f64();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+}
