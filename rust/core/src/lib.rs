@@ -6,5 +6,12 @@
 pub mod beam;
 pub mod best_of_n;
 pub mod error;
+pub mod rng;
+pub mod select;
+pub mod shaping;
+pub mod topk;
 
 pub use error::{Error, Result};
+pub use select::{fuse_and_select, Choice, FuseOptions, ProbSource, Seeds, Selection};
+pub use shaping::{shape_rewards, stackelberg_threshold, PerRow, Scheme, ShapeParams, SCHEMES};
+pub use topk::{topk, TopK};

@@ -1,0 +1,246 @@
+//! Shaping, fusion with the base term and selection for a whole batch in one call
+//! (step 4 of a token-level decoding step, architecture.md).
+//!
+//! Per row: `fused_i = base_i + λ · shaped_i`, then the argmax (ties to the lower column)
+//! or a draw from `softmax(fused / T)`. A sampled row draws from its own SplitMix64 stream,
+//! seeded by that row's seed alone, so a batch call and row-by-row calls with the same
+//! per-row seeds choose the same candidates.
+
+use crate::error::{Error, Result};
+use crate::rng::{fresh_seed, SplitMix64};
+use crate::shaping::{
+    check_finite_row, check_probs_shape, load_probs_row, shape_row, PerRow, Scheme, Scratch,
+    ShapeParams,
+};
+use crate::topk::check_matrix;
+
+/// Where the probabilities of the threshold's samples come from (algorithms.md §2.4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProbSource<'a> {
+    /// `p_i = 1/n`: sequence-level candidates sampled from the base model.
+    Uniform,
+    /// Given per candidate, same shape as the rewards.
+    Given(&'a [f32]),
+    /// The softmax of each row's base scores: the token-level rule.
+    SoftmaxOfBase,
+}
+
+/// Seeds of sampled selection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Seeds<'a> {
+    /// Fresh entropy for this call; row `r` gets `s + r` for a fresh `s`.
+    Fresh,
+    /// Row `r` gets `seed + r` (wrapping).
+    One(u64),
+    /// One seed per row.
+    PerRow(&'a [u64]),
+}
+
+impl Seeds<'_> {
+    fn row_seed(&self, base: u64, row: usize) -> u64 {
+        match *self {
+            Seeds::PerRow(seeds) => seeds[row],
+            Seeds::Fresh | Seeds::One(_) => base.wrapping_add(row as u64),
+        }
+    }
+}
+
+/// How each row picks its candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Choice<'a> {
+    /// The argmax of the fused scores, ties to the lower column.
+    Greedy,
+    /// A draw from `softmax(fused / temperature)`.
+    Sample {
+        temperature: f64,
+        seeds: Seeds<'a>,
+    },
+}
+
+/// Everything `fuse_and_select` needs besides the two matrices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FuseOptions<'a> {
+    pub scheme: Scheme,
+    pub params: ShapeParams,
+    /// λ ≥ 0, the weight of the shaped reward in the fused score.
+    pub weight: PerRow<'a>,
+    pub probs: ProbSource<'a>,
+    pub choice: Choice<'a>,
+}
+
+/// The chosen column of every row and the fused scores it was chosen from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub chosen: Vec<i64>,
+    /// `rows × cols`, row-major.
+    pub fused: Vec<f32>,
+}
+
+/// Base scores may hold `-inf` (a candidate that must not be chosen) but not NaN or
+/// `+inf`, and not only `-inf`. Returns the row maximum.
+fn check_base_row(row_index: usize, row: &[f32]) -> Result<f32> {
+    let mut max = f32::NEG_INFINITY;
+    for (col, &x) in row.iter().enumerate() {
+        if x.is_nan() || x == f32::INFINITY {
+            return Err(Error::NonFinite {
+                arg: "base_scores",
+                row: row_index,
+                col,
+                value: x,
+            });
+        }
+        if x > max {
+            max = x;
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        // Nothing can be chosen from a row of -inf; report it at its first column.
+        return Err(Error::NonFinite {
+            arg: "base_scores",
+            row: row_index,
+            col: 0,
+            value: f32::NEG_INFINITY,
+        });
+    }
+    Ok(max)
+}
+
+/// First index of the maximum (NaN-free input).
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate().skip(1) {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Draw from `softmax(row / temperature)`, `row` NaN-free with a finite maximum `max`.
+fn sample(row: &[f32], max: f32, temperature: f64, rng: &mut SplitMix64) -> usize {
+    let max = f64::from(max);
+    let weight = |x: f32| ((f64::from(x) - max) / temperature).exp();
+    let total: f64 = row.iter().map(|&x| weight(x)).sum();
+    let target = rng.next_f64() * total;
+    let mut cumulative = 0.0;
+    let mut last_positive = 0;
+    for (i, &x) in row.iter().enumerate() {
+        let w = weight(x);
+        if w > 0.0 {
+            cumulative += w;
+            last_positive = i;
+            if cumulative > target {
+                return i;
+            }
+        }
+    }
+    // Rounding can leave `target` a hair above the running sum; the draw then belongs to
+    // the last candidate that has any weight (never a -inf one).
+    last_positive
+}
+
+/// Shape the `rows × cols` rewards, fuse them with the base scores and choose one column
+/// per row. See the module docs for the rules.
+pub fn fuse_and_select(
+    base_scores: &[f32],
+    rewards: &[f32],
+    rows: usize,
+    cols: usize,
+    options: &FuseOptions<'_>,
+) -> Result<Selection> {
+    check_matrix("base_scores", base_scores.len(), rows, cols)?;
+    if rewards.len() != base_scores.len() {
+        return Err(Error::Shape {
+            arg: "rewards",
+            message: format!(
+                "must have the shape of base_scores ({rows}, {cols}), got {} values",
+                rewards.len()
+            ),
+        });
+    }
+    if let ProbSource::Given(p) = options.probs {
+        check_probs_shape(p, rows, cols)?;
+    }
+    options.params.validate()?;
+    options
+        .weight
+        .validate("weight", rows, |w| w >= 0.0, ">= 0")?;
+    let base_seed = match options.choice {
+        Choice::Greedy => 0,
+        Choice::Sample { temperature, seeds } => {
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return Err(Error::Parameter {
+                    arg: "temperature",
+                    message: format!("must be finite and > 0, got {temperature}"),
+                });
+            }
+            match seeds {
+                Seeds::Fresh => fresh_seed(),
+                Seeds::One(seed) => seed,
+                Seeds::PerRow(seeds) => {
+                    if seeds.len() != rows {
+                        return Err(Error::Shape {
+                            arg: "seed",
+                            message: format!("has {} seeds for {rows} rows", seeds.len()),
+                        });
+                    }
+                    0
+                }
+            }
+        }
+    };
+
+    let mut scratch = Scratch::default();
+    let mut probs = Vec::with_capacity(cols);
+    let mut chosen = Vec::with_capacity(rows);
+    let mut fused = Vec::with_capacity(rows * cols);
+    let uses_probs = options.scheme.uses_probs();
+    for (r, (base, reward)) in base_scores
+        .chunks_exact(cols)
+        .zip(rewards.chunks_exact(cols))
+        .enumerate()
+    {
+        let base_max = check_base_row(r, base)?;
+        check_finite_row("rewards", r, reward)?;
+        let p = match options.probs {
+            ProbSource::Given(all) => {
+                load_probs_row(r, &all[r * cols..(r + 1) * cols], &mut probs)?;
+                Some(probs.as_slice())
+            }
+            ProbSource::SoftmaxOfBase if uses_probs => {
+                // Unnormalised: the threshold and the weighted mean divide by the sum.
+                let max = f64::from(base_max);
+                probs.clear();
+                probs.extend(base.iter().map(|&b| (f64::from(b) - max).exp()));
+                Some(probs.as_slice())
+            }
+            ProbSource::SoftmaxOfBase | ProbSource::Uniform => None,
+        };
+        shape_row(options.scheme, &options.params, reward, p, &mut scratch);
+
+        let lambda = options.weight.get(r);
+        let start = fused.len();
+        fused.extend(
+            base.iter()
+                .zip(&scratch.shaped)
+                .map(|(&b, &s)| (f64::from(b) + lambda * s) as f32),
+        );
+        let row = &fused[start..];
+        let pick = match options.choice {
+            Choice::Greedy => argmax(row),
+            Choice::Sample { temperature, seeds } => {
+                let best = argmax(row);
+                let max = row[best];
+                if max.is_finite() {
+                    let mut rng = SplitMix64::new(seeds.row_seed(base_seed, r));
+                    sample(row, max, temperature, &mut rng)
+                } else {
+                    // A fused score that overflowed f32 dominates any softmax.
+                    best
+                }
+            }
+        };
+        chosen.push(pick as i64);
+    }
+    Ok(Selection { chosen, fused })
+}
