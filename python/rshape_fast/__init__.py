@@ -8,7 +8,7 @@ The kernels (``topk``, ``stackelberg_threshold``, ``shape_rewards``, ``fuse_and_
 
 from __future__ import annotations
 
-from rshape_fast._core import __version__
+from rshape_fast._core import SegmentBeam, StreamingBestOfN, __version__
 from rshape_fast.errors import (
     InvalidInputError,
     ModelError,
@@ -24,6 +24,8 @@ __all__ = [
     "NonFiniteError",
     "ParameterError",
     "RshapeError",
+    "SegmentBeam",
     "ShapeError",
+    "StreamingBestOfN",
     "__version__",
 ]
