@@ -66,9 +66,10 @@ fn vector<'py, T: Element>(
     let array = numpy.call_method1("asarray", (obj,))?;
     let untyped = array.cast::<PyUntypedArray>()?;
     if untyped.ndim() != 1 {
+        let dims: Vec<String> = untyped.shape().iter().map(usize::to_string).collect();
         return Err(shape(
             arg,
-            format!("expected a 1-D array, got shape {:?}", untyped.shape()),
+            format!("expected a 1-D array, got shape ({})", dims.join(", ")),
         ));
     }
     let dtype = untyped.dtype();
