@@ -20,8 +20,16 @@ from rshape_fast.errors import (
     RshapeError,
     ShapeError,
 )
+from rshape_fast.shaping import (
+    SCHEMES,
+    fuse_and_select,
+    shape_rewards,
+    stackelberg_threshold,
+    topk,
+)
 
 __all__ = [
+    "SCHEMES",
     "InvalidInputError",
     "ModelError",
     "NonFiniteError",
@@ -31,6 +39,10 @@ __all__ = [
     "ShapeError",
     "StreamingBestOfN",
     "__version__",
+    "fuse_and_select",
+    "shape_rewards",
+    "stackelberg_threshold",
+    "topk",
 ]
 
 # Names resolved on first access (module-level __getattr__, PEP 562), so that

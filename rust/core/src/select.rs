@@ -51,10 +51,7 @@ pub enum Choice<'a> {
     /// The argmax of the fused scores, ties to the lower column.
     Greedy,
     /// A draw from `softmax(fused / temperature)`.
-    Sample {
-        temperature: f64,
-        seeds: Seeds<'a>,
-    },
+    Sample { temperature: f64, seeds: Seeds<'a> },
 }
 
 /// Everything `fuse_and_select` needs besides the two matrices.

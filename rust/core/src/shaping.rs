@@ -30,7 +30,9 @@ pub enum Scheme {
 }
 
 /// Every scheme name, as [`Scheme::parse`] accepts them.
-pub const SCHEMES: [&str; 7] = ["raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard"];
+pub const SCHEMES: [&str; 7] = [
+    "raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard",
+];
 
 impl Scheme {
     /// The scheme called `name` (one of [`SCHEMES`]).
@@ -297,12 +299,7 @@ pub(crate) fn threshold_row(
     let sorted = &mut scratch.sorted;
     sorted.clear();
     match probs {
-        Some(p) => sorted.extend(
-            rewards
-                .iter()
-                .zip(p)
-                .map(|(&r, &p)| (f64::from(r) - lo, p)),
-        ),
+        Some(p) => sorted.extend(rewards.iter().zip(p).map(|(&r, &p)| (f64::from(r) - lo, p))),
         None => sorted.extend(rewards.iter().map(|&r| (f64::from(r) - lo, 1.0))),
     }
     sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
@@ -527,8 +524,9 @@ mod tests {
         let mut scratch = Scratch::default();
         for n in [2usize, 3, 7, 10, 64] {
             for gamma in [1.0, 1.5, 2.0, 20.0, 1e6] {
-                let rewards: Vec<f32> =
-                    (0..n).map(|_| (rng.next_f64() * 10.0 - 5.0) as f32).collect();
+                let rewards: Vec<f32> = (0..n)
+                    .map(|_| (rng.next_f64() * 10.0 - 5.0) as f32)
+                    .collect();
                 let probs: Vec<f64> = (0..n).map(|_| rng.next_f64()).collect();
                 let m = threshold_row(&rewards, Some(&probs), 1.0 / gamma, &mut scratch);
                 let value = f(&rewards, &probs, gamma, m);
@@ -540,7 +538,12 @@ mod tests {
     #[test]
     fn weight_one_gives_the_weighted_mean() {
         let mut scratch = Scratch::default();
-        let m = threshold_row(&[1.0, 2.0, 4.0], Some(&[0.5, 0.25, 0.25]), 1.0, &mut scratch);
+        let m = threshold_row(
+            &[1.0, 2.0, 4.0],
+            Some(&[0.5, 0.25, 0.25]),
+            1.0,
+            &mut scratch,
+        );
         assert!((m - 2.0).abs() < 1e-12);
     }
 

@@ -1,5 +1,414 @@
-use pyo3::prelude::*;
+//! The per-step kernels: `topk`, `stackelberg_threshold`, `shape_rewards`,
+//! `fuse_and_select`, and the `SCHEMES` tuple.
+//!
+//! Arrays arrive as C-contiguous float32 (the Python wrappers in `rshape_fast.shaping`
+//! coerce once); here they are checked for dimensions, borrowed as slices, and handed to
+//! the core with the GIL released. Results go back to numpy as the core's own `Vec`s.
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use numpy::ndarray::Array2;
+use numpy::prelude::*;
+use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArrayDyn};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rshape_core::{Choice, FuseOptions, PerRow, ProbSource, Scheme, Seeds, ShapeParams, SCHEMES};
+
+use crate::errors::{parameter, shape, to_pyerr};
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("SCHEMES", PyTuple::new(m.py(), SCHEMES)?)?;
+    m.add_function(wrap_pyfunction!(topk, m)?)?;
+    m.add_function(wrap_pyfunction!(stackelberg_threshold, m)?)?;
+    m.add_function(wrap_pyfunction!(shape_rewards, m)?)?;
+    m.add_function(wrap_pyfunction!(fuse_and_select, m)?)?;
     Ok(())
+}
+
+/// A borrowed `rows × cols` float32 matrix.
+struct Matrix<'py> {
+    array: PyReadonlyArrayDyn<'py, f32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Matrix<'_> {
+    fn slice(&self) -> PyResult<&[f32]> {
+        self.array
+            .as_slice()
+            .map_err(|_| shape("array", "must be C-contiguous"))
+    }
+}
+
+/// Borrow a 2-D C-contiguous float32 array. The public wrappers have already turned 1-D
+/// input into one row, so the message speaks of what the user may pass.
+fn matrix<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Matrix<'py>> {
+    let array = obj.cast::<PyArrayDyn<f32>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{arg}: expected a float32 numpy array (rshape_fast.{arg} callers convert with \
+             numpy.ascontiguousarray(x, numpy.float32))"
+        ))
+    })?;
+    if array.ndim() != 2 {
+        return Err(shape(
+            arg,
+            format!("expected a 1-D or 2-D array, got shape {:?}", array.shape()),
+        ));
+    }
+    if !array.is_c_contiguous() {
+        return Err(shape(arg, "must be C-contiguous"));
+    }
+    let (rows, cols) = (array.shape()[0], array.shape()[1]);
+    let array = array
+        .try_readonly()
+        .map_err(|e| shape(arg, format!("cannot be borrowed: {e}")))?;
+    Ok(Matrix { array, rows, cols })
+}
+
+/// An optional matrix that must match `like`'s shape.
+fn matching<'py>(
+    obj: Option<&Bound<'py, PyAny>>,
+    arg: &'static str,
+    like: &Matrix<'_>,
+    like_arg: &str,
+) -> PyResult<Option<Matrix<'py>>> {
+    let Some(obj) = obj else { return Ok(None) };
+    let m = matrix(obj, arg)?;
+    if (m.rows, m.cols) != (like.rows, like.cols) {
+        return Err(shape(
+            arg,
+            format!(
+                "must have the shape of {like_arg} ({}, {}), got ({}, {})",
+                like.rows, like.cols, m.rows, m.cols
+            ),
+        ));
+    }
+    Ok(Some(m))
+}
+
+/// A knob given for every row: a float, or a 1-D float64 array of one value per row.
+enum Knob<'py> {
+    All(f64),
+    Each(PyReadonlyArrayDyn<'py, f64>),
+}
+
+impl Knob<'_> {
+    fn per_row(&self) -> PyResult<PerRow<'_>> {
+        Ok(match self {
+            Knob::All(value) => PerRow::All(*value),
+            Knob::Each(array) => PerRow::Each(
+                array
+                    .as_slice()
+                    .map_err(|_| shape("weight", "must be C-contiguous"))?,
+            ),
+        })
+    }
+}
+
+fn knob<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Knob<'py>> {
+    if let Ok(array) = obj.cast::<PyArrayDyn<f64>>() {
+        return match array.ndim() {
+            0 | 1 if array.is_c_contiguous() => {
+                let array = array
+                    .try_readonly()
+                    .map_err(|e| shape(arg, format!("cannot be borrowed: {e}")))?;
+                if array.ndim() == 0 {
+                    let value = array
+                        .as_slice()
+                        .map_err(|_| shape(arg, "must be C-contiguous"))?[0];
+                    Ok(Knob::All(value))
+                } else {
+                    Ok(Knob::Each(array))
+                }
+            }
+            0 | 1 => Err(shape(arg, "must be C-contiguous")),
+            _ => Err(shape(
+                arg,
+                format!(
+                    "expected a float or a 1-D array of one value per row, got shape {:?}",
+                    array.shape()
+                ),
+            )),
+        };
+    }
+    obj.extract::<f64>().map(Knob::All).map_err(|_| {
+        parameter(
+            arg,
+            "expected a float or a 1-D float64 array of one value per row",
+        )
+    })
+}
+
+/// The owned form of the `seed` argument.
+enum SeedArg {
+    Fresh,
+    One(u64),
+    PerRow(Vec<u64>),
+}
+
+impl SeedArg {
+    fn seeds(&self) -> Seeds<'_> {
+        match self {
+            SeedArg::Fresh => Seeds::Fresh,
+            SeedArg::One(seed) => Seeds::One(*seed),
+            SeedArg::PerRow(seeds) => Seeds::PerRow(seeds),
+        }
+    }
+}
+
+const SEED_RULE: &str =
+    "expected None, an int in [0, 2**64), or a 1-D integer array of one seed per row";
+
+fn seed_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<SeedArg> {
+    let Some(obj) = obj else {
+        return Ok(SeedArg::Fresh);
+    };
+    if let Ok(array) = obj.cast::<PyArrayDyn<u64>>() {
+        if array.ndim() != 1 {
+            return Err(shape("seed", SEED_RULE));
+        }
+        return Ok(SeedArg::PerRow(
+            array
+                .to_vec()
+                .map_err(|e| shape("seed", format!("cannot be read: {e}")))?,
+        ));
+    }
+    if let Ok(array) = obj.cast::<PyArrayDyn<i64>>() {
+        if array.ndim() != 1 {
+            return Err(shape("seed", SEED_RULE));
+        }
+        let signed = array
+            .to_vec()
+            .map_err(|e| shape("seed", format!("cannot be read: {e}")))?;
+        let seeds = signed
+            .iter()
+            .map(|&s| u64::try_from(s))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|_| parameter("seed", format!("{SEED_RULE}; got a negative seed")))?;
+        return Ok(SeedArg::PerRow(seeds));
+    }
+    if obj.is_instance_of::<numpy::PyUntypedArray>() {
+        return Err(parameter("seed", SEED_RULE));
+    }
+    obj.extract::<u64>()
+        .map(SeedArg::One)
+        .map_err(|_| parameter("seed", SEED_RULE))
+}
+
+fn scheme(name: &str) -> PyResult<Scheme> {
+    Scheme::parse(name).map_err(to_pyerr)
+}
+
+/// Turn a core `Vec` into a `rows × cols` numpy array without copying it.
+fn into_matrix<T: numpy::Element>(
+    py: Python<'_>,
+    rows: usize,
+    cols: usize,
+    values: Vec<T>,
+) -> PyResult<Bound<'_, PyArray2<T>>> {
+    Array2::from_shape_vec((rows, cols), values)
+        .map(|a| a.into_pyarray(py))
+        .map_err(|e| PyRuntimeError::new_err(format!("internal shape mismatch: {e}")))
+}
+
+/// Top-k of every row of a float32 `[B, V]` matrix.
+///
+/// Returns `(values float32 [B, k], indices int64 [B, k])`, each row sorted descending,
+/// equal values by the lower index. `-inf` is allowed, NaN raises NonFiniteError.
+#[pyfunction]
+#[pyo3(signature = (logits, k))]
+fn topk<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+    k: i64,
+) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    let logits = matrix(logits, "logits")?;
+    if k < 1 {
+        return Err(parameter(
+            "k",
+            format!(
+                "must be between 1 and the row length {}, got {k}",
+                logits.cols
+            ),
+        ));
+    }
+    let data = logits.slice()?;
+    let (rows, cols) = (logits.rows, logits.cols);
+    let k = usize::try_from(k).unwrap_or(usize::MAX);
+    let result = py
+        .detach(|| rshape_core::topk(data, rows, cols, k))
+        .map_err(to_pyerr)?;
+    Ok((
+        into_matrix(py, rows, k, result.values)?,
+        into_matrix(py, rows, k, result.indices)?,
+    ))
+}
+
+/// The exact Stackelberg threshold `m*` of every row of float32 rewards `[B, n]`.
+///
+/// `probs` (same shape, >= 0, renormalised per row) default to uniform; `weight` is the
+/// weight γ >= 1 of rewards at or above the threshold, a float or a float64 array `[B]`.
+#[pyfunction]
+#[pyo3(signature = (rewards, probs=None, *, weight))]
+fn stackelberg_threshold<'py>(
+    py: Python<'py>,
+    rewards: &Bound<'py, PyAny>,
+    probs: Option<&Bound<'py, PyAny>>,
+    weight: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let rewards = matrix(rewards, "rewards")?;
+    let probs = matching(probs, "probs", &rewards, "rewards")?;
+    let weight = knob(weight, "weight")?;
+    let (rows, cols) = (rewards.rows, rewards.cols);
+    let data = rewards.slice()?;
+    let probs = probs.as_ref().map(Matrix::slice).transpose()?;
+    let weight = weight.per_row()?;
+    let out = py
+        .detach(|| rshape_core::stackelberg_threshold(data, probs, rows, cols, weight))
+        .map_err(to_pyerr)?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn params(
+    bound: f64,
+    beta: f64,
+    alpha: f64,
+    spread_ratio: f64,
+    max_weight: Option<f64>,
+    max_exponent: Option<f64>,
+    cap: f64,
+) -> ShapeParams {
+    ShapeParams {
+        bound,
+        beta,
+        alpha,
+        spread_ratio,
+        max_weight,
+        max_exponent,
+        cap,
+    }
+}
+
+/// Shape every row of float32 rewards `[B, n]` with `scheme` (one of `SCHEMES`).
+#[pyfunction]
+#[pyo3(signature = (
+    rewards, *, scheme, probs=None, bound=12.0, beta=2.0, alpha=1.5, spread_ratio=1.01,
+    max_weight=Some(2.0), max_exponent=None, cap=1.0
+))]
+#[allow(clippy::too_many_arguments)]
+fn shape_rewards<'py>(
+    py: Python<'py>,
+    rewards: &Bound<'py, PyAny>,
+    scheme: &str,
+    probs: Option<&Bound<'py, PyAny>>,
+    bound: f64,
+    beta: f64,
+    alpha: f64,
+    spread_ratio: f64,
+    max_weight: Option<f64>,
+    max_exponent: Option<f64>,
+    cap: f64,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let scheme = self::scheme(scheme)?;
+    let rewards = matrix(rewards, "rewards")?;
+    let probs = matching(probs, "probs", &rewards, "rewards")?;
+    let (rows, cols) = (rewards.rows, rewards.cols);
+    let data = rewards.slice()?;
+    let probs = probs.as_ref().map(Matrix::slice).transpose()?;
+    let params = params(
+        bound,
+        beta,
+        alpha,
+        spread_ratio,
+        max_weight,
+        max_exponent,
+        cap,
+    );
+    let out = py
+        .detach(|| rshape_core::shape_rewards(data, probs, rows, cols, scheme, &params))
+        .map_err(to_pyerr)?;
+    into_matrix(py, rows, cols, out)
+}
+
+/// Shape, fuse (`base + weight * shaped`) and pick one candidate per row, all rows at once.
+///
+/// Returns `(chosen int64 [B], fused float32 [B, k])`.
+#[pyfunction]
+#[pyo3(signature = (
+    base_scores, rewards, *, weight, scheme="srs", probs=None, probs_from_base=true,
+    greedy=true, temperature=1.0, seed=None, bound=12.0, beta=2.0, alpha=1.5,
+    spread_ratio=1.01, max_weight=Some(2.0), max_exponent=None, cap=1.0
+))]
+#[allow(clippy::too_many_arguments)]
+fn fuse_and_select<'py>(
+    py: Python<'py>,
+    base_scores: &Bound<'py, PyAny>,
+    rewards: &Bound<'py, PyAny>,
+    weight: &Bound<'py, PyAny>,
+    scheme: &str,
+    probs: Option<&Bound<'py, PyAny>>,
+    probs_from_base: bool,
+    greedy: bool,
+    temperature: f64,
+    seed: Option<&Bound<'py, PyAny>>,
+    bound: f64,
+    beta: f64,
+    alpha: f64,
+    spread_ratio: f64,
+    max_weight: Option<f64>,
+    max_exponent: Option<f64>,
+    cap: f64,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<f32>>)> {
+    let scheme = self::scheme(scheme)?;
+    let base = matrix(base_scores, "base_scores")?;
+    let rewards = matching(Some(rewards), "rewards", &base, "base_scores")?
+        .ok_or_else(|| PyRuntimeError::new_err("rewards went missing"))?;
+    let probs = matching(probs, "probs", &base, "base_scores")?;
+    let weight = knob(weight, "weight")?;
+    let seed = seed_arg(seed)?;
+    let (rows, cols) = (base.rows, base.cols);
+    let base_data = base.slice()?;
+    let reward_data = rewards.slice()?;
+    let probs = match probs.as_ref().map(Matrix::slice).transpose()? {
+        Some(p) => ProbSource::Given(p),
+        None if probs_from_base => ProbSource::SoftmaxOfBase,
+        None => ProbSource::Uniform,
+    };
+    let choice = if greedy {
+        // Checked even when unused, so a bad value is caught before a sampling run.
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(parameter(
+                "temperature",
+                format!("must be finite and > 0, got {temperature}"),
+            ));
+        }
+        Choice::Greedy
+    } else {
+        Choice::Sample {
+            temperature,
+            seeds: seed.seeds(),
+        }
+    };
+    let options = FuseOptions {
+        scheme,
+        params: params(
+            bound,
+            beta,
+            alpha,
+            spread_ratio,
+            max_weight,
+            max_exponent,
+            cap,
+        ),
+        weight: weight.per_row()?,
+        probs,
+        choice,
+    };
+    let selection = py
+        .detach(|| rshape_core::fuse_and_select(base_data, reward_data, rows, cols, &options))
+        .map_err(to_pyerr)?;
+    Ok((
+        PyArray1::from_vec(py, selection.chosen),
+        into_matrix(py, rows, cols, selection.fused)?,
+    ))
 }

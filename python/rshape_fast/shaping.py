@@ -1,0 +1,258 @@
+"""Per-step decision kernels: top-k, the Stackelberg threshold, reward shaping, fusion.
+
+Each function is a thin wrapper over ``rshape_fast._core``: it converts its arrays once
+with ``numpy.ascontiguousarray(x, numpy.float32)`` (so float64, integer, list or
+non-contiguous input all work), treats a 1-D array as a single row, calls the Rust kernel
+for all rows at once, and drops the row dimension again for 1-D input. All checking is
+done in Rust; bad input raises :class:`~rshape_fast.errors.ShapeError`,
+:class:`~rshape_fast.errors.NonFiniteError` or :class:`~rshape_fast.errors.ParameterError`
+(all ``ValueError``) with the offending argument named in the message.
+
+The math is that of ``algorithms.md`` §2-3: ``B_eff = min(bound, spread_ratio * (max r -
+min r))``, the SRS weight ``gamma = exp(B_eff / beta)`` (or ``exp(min(bound / beta,
+max_exponent))`` when ``max_exponent`` is given), capped at ``max_weight`` when that is
+given, and the threshold ``m*`` the root of ``sum_i p_i w_i(m) (r_i - m)`` with
+``w_i = gamma`` where ``r_i >= m`` else 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rshape_fast import _core
+
+__all__ = [
+    "SCHEMES",
+    "fuse_and_select",
+    "shape_rewards",
+    "stackelberg_threshold",
+    "topk",
+]
+
+#: Names accepted by ``scheme=``: ``raw``, ``meanstd``, ``minmax``, ``cap``, ``meansoft``,
+#: ``srs`` (soft Stackelberg shaping, the default) and ``srs_hard``.
+SCHEMES: tuple[str, ...] = tuple(_core.SCHEMES)
+
+
+def _rows(x: npt.ArrayLike) -> tuple[np.ndarray, bool]:
+    """Float32 C-contiguous rows of ``x`` and whether ``x`` was a single 1-D row.
+
+    0-d input is passed through as it is so that the kernel reports it as a ShapeError.
+    """
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim == 1:
+        return np.ascontiguousarray(a[np.newaxis]), True
+    if a.ndim == 0:
+        return a, False
+    return np.ascontiguousarray(a), False
+
+
+def _rows_like(x: npt.ArrayLike | None, single: bool) -> np.ndarray | None:
+    """A companion array (``probs``) laid out like the main one."""
+    if x is None:
+        return None
+    a = np.asarray(x, dtype=np.float32)
+    if single and a.ndim == 1:
+        a = a[np.newaxis]
+    return np.ascontiguousarray(a) if a.ndim else a
+
+
+def _per_row(value: Any) -> Any:
+    """A float stays a float; an array-like becomes a float64 array (one value per row).
+
+    Anything else goes to the kernel unchanged, which raises a ParameterError naming it.
+    """
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return np.ascontiguousarray(value, dtype=np.float64)
+    return value
+
+
+def _seed(seed: Any) -> Any:
+    if isinstance(seed, (np.ndarray, list, tuple)):
+        # No dtype forced: the kernel checks the integer kind and refuses negative seeds.
+        return np.ascontiguousarray(seed)
+    return seed
+
+
+def topk(logits: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """The ``k`` largest entries of every row of ``logits``.
+
+    Args:
+        logits: ``[B, V]`` (or ``[V]`` for one row) scores; converted to float32. ``-inf``
+            and ``+inf`` are ordinary values, NaN raises NonFiniteError.
+        k: how many entries per row, ``1 <= k <= V``.
+
+    Returns:
+        ``(values, indices)``: float32 and int64 arrays of shape ``[B, k]`` (``[k]`` for
+        1-D input), each row sorted by value descending, equal values by the lower index
+        first (as a stable ``argsort`` of ``-logits`` orders them).
+
+    One streaming pass per row in Rust, single-threaded, with the GIL released.
+    """
+    rows, single = _rows(logits)
+    values, indices = _core.topk(rows, k)
+    if single:
+        return values[0], indices[0]
+    return values, indices
+
+
+def stackelberg_threshold(
+    rewards: npt.ArrayLike,
+    probs: npt.ArrayLike | None = None,
+    *,
+    weight: float | npt.ArrayLike,
+) -> npt.NDArray[np.float64] | float:
+    """The exact Stackelberg threshold ``m*`` of each row of candidate rewards.
+
+    ``m*`` is the root of ``F(m) = sum_i p_i w_i(m) (r_i - m)`` with ``w_i = weight`` where
+    ``r_i >= m`` and 1 below: the ``weight / (1 + weight)``-expectile of the rewards under
+    ``p``. It lies in ``[min r, max r]``, equals the (``p``-weighted) mean at
+    ``weight = 1`` and is that value when all rewards are equal. Solved exactly in float64
+    (sort, then solve the one linear piece of ``F`` that changes sign).
+
+    Args:
+        rewards: ``[B, n]`` (or ``[n]``) finite rewards.
+        probs: same shape, the candidates' probabilities: ``>= 0`` with a positive sum per
+            row, renormalised per row. ``None`` means uniform.
+        weight: ``gamma >= 1`` (e.g. ``exp(B / beta)``), a float or one value per row.
+
+    Returns:
+        float64 ``[B]``, or a Python float for 1-D ``rewards``.
+    """
+    rows, single = _rows(rewards)
+    out = _core.stackelberg_threshold(rows, _rows_like(probs, single), weight=_per_row(weight))
+    return float(out[0]) if single else out
+
+
+def shape_rewards(
+    rewards: npt.ArrayLike,
+    *,
+    scheme: str,
+    probs: npt.ArrayLike | None = None,
+    bound: float = 12.0,
+    beta: float = 2.0,
+    alpha: float = 1.5,
+    spread_ratio: float = 1.01,
+    max_weight: float | None = 2.0,
+    max_exponent: float | None = None,
+    cap: float = 1.0,
+) -> npt.NDArray[np.float32]:
+    """Transform each row of candidate rewards with one of :data:`SCHEMES`.
+
+    With ``B_eff = min(bound, spread_ratio * (max r - min r))`` per row:
+
+    - ``raw``: ``r``.
+    - ``meanstd``: ``(r - mean r) / max(std r, 1e-6)`` (population std, unweighted).
+    - ``minmax``: ``B_eff * (r - min r) / (max r - min r)``, 0 where the range is 0.
+    - ``cap``: ``clip(r - min r, 0, cap)``.
+    - ``meansoft``: ``B_eff * sigmoid(alpha * (r - mean_p r))`` (``p``-weighted mean).
+    - ``srs``: ``B_eff * sigmoid(alpha * (r - m*))``, ``m*`` the Stackelberg threshold
+      with weight ``gamma`` (see the module docs).
+    - ``srs_hard``: ``B_eff * (r >= m*)``.
+
+    The defaults are the token-level ARGS caps (``gamma = min(exp(B_eff / beta), 2)``);
+    ``max_weight=None, max_exponent=2.0, spread_ratio=2.0`` is the sequence-level CD rule
+    (``gamma = exp(min(bound / beta, 2))``).
+
+    Args:
+        rewards: ``[B, n]`` (or ``[n]``) finite rewards.
+        scheme: one of :data:`SCHEMES`.
+        probs: candidate probabilities for ``meansoft`` / ``srs`` / ``srs_hard`` (same
+            shape, ``>= 0``, positive row sums); ``None`` is uniform.
+        bound: ``B >= 0``. beta: ``> 0``. alpha: ``>= 0``. spread_ratio: ``>= 0``.
+        max_weight: ``>= 1`` or ``None``. max_exponent: ``>= 0`` or ``None``.
+        cap: ``>= 0``, the clip of ``cap``.
+
+    Returns:
+        float32 ``[B, n]`` (``[n]`` for 1-D input).
+    """
+    rows, single = _rows(rewards)
+    out = _core.shape_rewards(
+        rows,
+        scheme=scheme,
+        probs=_rows_like(probs, single),
+        bound=bound,
+        beta=beta,
+        alpha=alpha,
+        spread_ratio=spread_ratio,
+        max_weight=max_weight,
+        max_exponent=max_exponent,
+        cap=cap,
+    )
+    return out[0] if single else out
+
+
+def fuse_and_select(
+    base_scores: npt.ArrayLike,
+    rewards: npt.ArrayLike,
+    *,
+    weight: float | npt.ArrayLike,
+    scheme: str = "srs",
+    probs: npt.ArrayLike | None = None,
+    probs_from_base: bool = True,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    seed: int | npt.ArrayLike | None = None,
+    bound: float = 12.0,
+    beta: float = 2.0,
+    alpha: float = 1.5,
+    spread_ratio: float = 1.01,
+    max_weight: float | None = 2.0,
+    max_exponent: float | None = None,
+    cap: float = 1.0,
+) -> tuple[npt.NDArray[np.int64] | int, npt.NDArray[np.float32]]:
+    """Shape, fuse and choose one candidate per row: one decoding step for the batch.
+
+    ``fused = base_scores + weight * shape_rewards(rewards, scheme=..., probs=...)``, then
+    per row the argmax (``greedy=True``; equal scores go to the lower index) or a draw from
+    ``softmax(fused / temperature)``.
+
+    Args:
+        base_scores: ``[B, k]`` (or ``[k]``) base terms (LM logits or log-probabilities).
+            ``-inf`` marks a candidate that must not be chosen; a row of only ``-inf``,
+            NaN or ``+inf`` raises NonFiniteError.
+        rewards: same shape, finite rewards of the candidates.
+        weight: the guidance weight ``lambda >= 0``, a float or one value per row.
+        scheme: one of :data:`SCHEMES` (default ``"srs"``).
+        probs: candidate probabilities for the threshold (same shape). When ``None`` and
+            ``probs_from_base`` is true they are the softmax of each row's base scores
+            (the token-level rule); when ``None`` and ``probs_from_base`` is false, uniform
+            (the sequence-level rule).
+        greedy: argmax if true, else sample.
+        temperature: ``> 0``, the softmax temperature of sampling.
+        seed: ``None`` (fresh entropy), an int ``s`` (row ``r`` uses ``s + r``) or an
+            integer array with one seed per row. Row ``r``'s draw depends only on its own
+            seed, so batched and row-by-row calls agree when per-row seeds are given.
+            Ignored when ``greedy``.
+        bound, beta, alpha, spread_ratio, max_weight, max_exponent, cap: as in
+            :func:`shape_rewards`.
+
+    Returns:
+        ``(chosen, fused)``: int64 ``[B]`` and float32 ``[B, k]``; for 1-D input a Python
+        int and float32 ``[k]``.
+    """
+    base, single = _rows(base_scores)
+    chosen, fused = _core.fuse_and_select(
+        base,
+        _rows_like(rewards, single),
+        weight=_per_row(weight),
+        scheme=scheme,
+        probs=_rows_like(probs, single),
+        probs_from_base=probs_from_base,
+        greedy=greedy,
+        temperature=temperature,
+        seed=_seed(seed),
+        bound=bound,
+        beta=beta,
+        alpha=alpha,
+        spread_ratio=spread_ratio,
+        max_weight=max_weight,
+        max_exponent=max_exponent,
+        cap=cap,
+    )
+    if single:
+        return int(chosen[0]), fused[0]
+    return chosen, fused
