@@ -220,6 +220,13 @@ def test_empty_build_is_an_error(tmp_path):
         build_entry(tmp_path / "toy", lambda tmp: {}, format_version=1, message="building toy")
 
 
+def test_unwritable_cache_is_a_model_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(ModelError, match="RSHAPE_FAST_CACHE"):
+        _build_toy(blocker / "toy", ToyBuilder())
+
+
 CONCURRENT_CHILD = """
 import os, sys, time
 from pathlib import Path
@@ -373,6 +380,7 @@ def test_from_model_chooses_a_pad_token_and_collects_eos():
     assert wrapped.eos_token_ids == frozenset({0, tokenizer.eos_token_id})
     assert not wrapped.model.training
     assert not any(p.requires_grad for p in wrapped.model.parameters())
+    assert len({wrapped, wrapped}) == 1  # hashable, identity semantics
 
 
 # --------------------------------------------------------------------------------------

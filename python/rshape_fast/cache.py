@@ -158,8 +158,16 @@ def build_entry(
     """
     if is_valid_entry(folder, format_version):
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(folder.parent / f".{folder.name}.lock"):
+    lock_path = folder.parent / f".{folder.name}.lock"
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock_path.touch(exist_ok=True)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write the model cache at {folder.parent} ({exc}); point "
+            f"${CACHE_ENV_VAR} at a writable folder"
+        ) from exc
+    with file_lock(lock_path):
         # Another process may have built it while this one waited for the lock.
         if is_valid_entry(folder, format_version):
             return folder

@@ -297,7 +297,9 @@ def _chat_text(tokenizer: PreTrainedTokenizerBase, content: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
+# eq=False: identity semantics, so a LanguageModel is hashable (usable as a cache key) and
+# == never compares models field by field.
+@dataclass(eq=False)
 class LanguageModel:
     """A causal LM ready for decoding: model in eval mode on ``device``, its tokenizer, and
     the ids a decoder needs (``eos_token_ids`` to stop rows, ``pad_token_id`` to pad them).
