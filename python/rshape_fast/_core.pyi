@@ -1,9 +1,94 @@
+"""Type stubs of ``rshape_fast._core``, the Rust extension.
+
+The kernels take C-contiguous float32 arrays as they are (the public wrappers in
+``rshape_fast.shaping`` convert anything else); they raise the ``rshape_fast.errors``
+classes on bad input.
+"""
+
 from __future__ import annotations
 
 from typing import final
 
 import numpy as np
 import numpy.typing as npt
+
+# PyO3 lists everything a module adds; SegmentBeam and StreamingBestOfN are stubbed below.
+__all__ = [
+    "SCHEMES",
+    "SegmentBeam",
+    "StreamingBestOfN",
+    "__version__",
+    "fuse_and_select",
+    "shape_rewards",
+    "stackelberg_threshold",
+    "topk",
+]
+
+__version__: str
+
+#: The scheme names ``shape_rewards`` and ``fuse_and_select`` accept.
+SCHEMES: tuple[str, ...]
+
+def topk(
+    logits: npt.NDArray[np.float32], k: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Top-k of every row of a float32 ``[B, V]`` matrix.
+
+    Returns ``(values float32 [B, k], indices int64 [B, k])``, each row sorted descending,
+    equal values by the lower index. ``-inf`` is allowed, NaN raises NonFiniteError.
+    """
+
+def stackelberg_threshold(
+    rewards: npt.NDArray[np.float32],
+    probs: npt.NDArray[np.float32] | None = None,
+    *,
+    weight: float | npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The exact Stackelberg threshold ``m*`` of every row of float32 rewards ``[B, n]``.
+
+    ``probs`` (same shape, >= 0, renormalised per row) default to uniform; ``weight`` is the
+    weight gamma >= 1 of rewards at or above the threshold, a float or a float64 array
+    ``[B]``.
+    """
+
+def shape_rewards(
+    rewards: npt.NDArray[np.float32],
+    *,
+    scheme: str,
+    probs: npt.NDArray[np.float32] | None = None,
+    bound: float = 12.0,
+    beta: float = 2.0,
+    alpha: float = 1.5,
+    spread_ratio: float = 1.01,
+    max_weight: float | None = 2.0,
+    max_exponent: float | None = None,
+    cap: float = 1.0,
+) -> npt.NDArray[np.float32]:
+    """Shape every row of float32 rewards ``[B, n]`` with ``scheme`` (one of ``SCHEMES``)."""
+
+def fuse_and_select(
+    base_scores: npt.NDArray[np.float32],
+    rewards: npt.NDArray[np.float32],
+    *,
+    weight: float | npt.NDArray[np.float64],
+    scheme: str = "srs",
+    probs: npt.NDArray[np.float32] | None = None,
+    probs_from_base: bool = True,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    seed: int | npt.NDArray[np.uint64] | npt.NDArray[np.int64] | None = None,
+    bound: float = 12.0,
+    beta: float = 2.0,
+    alpha: float = 1.5,
+    spread_ratio: float = 1.01,
+    max_weight: float | None = 2.0,
+    max_exponent: float | None = None,
+    cap: float = 1.0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Shape, fuse (``base + weight * shaped``) and pick one candidate per row, all rows at once.
+
+    Returns ``(chosen int64 [B], fused float32 [B, k])``.
+    """
 
 # --- search state ---
 

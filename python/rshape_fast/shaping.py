@@ -37,7 +37,7 @@ __all__ = [
 SCHEMES: tuple[str, ...] = tuple(_core.SCHEMES)
 
 
-def _rows(x: npt.ArrayLike) -> tuple[np.ndarray, bool]:
+def _rows(x: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], bool]:
     """Float32 C-contiguous rows of ``x`` and whether ``x`` was a single 1-D row.
 
     0-d input is passed through as it is so that the kernel reports it as a ShapeError.
@@ -50,14 +50,16 @@ def _rows(x: npt.ArrayLike) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(a), False
 
 
-def _rows_like(x: npt.ArrayLike | None, single: bool) -> np.ndarray | None:
-    """A companion array (``probs``) laid out like the main one."""
-    if x is None:
-        return None
+def _rows_like(x: npt.ArrayLike, single: bool) -> npt.NDArray[np.float32]:
+    """A companion array (``rewards``, ``probs``) laid out like the main one."""
     a = np.asarray(x, dtype=np.float32)
     if single and a.ndim == 1:
         a = a[np.newaxis]
     return np.ascontiguousarray(a) if a.ndim else a
+
+
+def _optional_rows_like(x: npt.ArrayLike | None, single: bool) -> npt.NDArray[np.float32] | None:
+    return None if x is None else _rows_like(x, single)
 
 
 def _per_row(value: Any) -> Any:
@@ -123,7 +125,9 @@ def stackelberg_threshold(
         float64 ``[B]``, or a Python float for 1-D ``rewards``.
     """
     rows, single = _rows(rewards)
-    out = _core.stackelberg_threshold(rows, _rows_like(probs, single), weight=_per_row(weight))
+    out = _core.stackelberg_threshold(
+        rows, _optional_rows_like(probs, single), weight=_per_row(weight)
+    )
     return float(out[0]) if single else out
 
 
@@ -173,7 +177,7 @@ def shape_rewards(
     out = _core.shape_rewards(
         rows,
         scheme=scheme,
-        probs=_rows_like(probs, single),
+        probs=_optional_rows_like(probs, single),
         bound=bound,
         beta=beta,
         alpha=alpha,
@@ -240,7 +244,7 @@ def fuse_and_select(
         _rows_like(rewards, single),
         weight=_per_row(weight),
         scheme=scheme,
-        probs=_rows_like(probs, single),
+        probs=_optional_rows_like(probs, single),
         probs_from_base=probs_from_base,
         greedy=greedy,
         temperature=temperature,

@@ -210,6 +210,9 @@ fn into_matrix<T: numpy::Element>(
         .map_err(|e| PyRuntimeError::new_err(format!("internal shape mismatch: {e}")))
 }
 
+// The text signatures are spelled out where a default is `Some(..)`, which PyO3 would
+// otherwise render as `...`.
+
 /// Top-k of every row of a float32 `[B, V]` matrix.
 ///
 /// Returns `(values float32 [B, k], indices int64 [B, k])`, each row sorted descending,
@@ -294,7 +297,8 @@ fn params(
 #[pyo3(signature = (
     rewards, *, scheme, probs=None, bound=12.0, beta=2.0, alpha=1.5, spread_ratio=1.01,
     max_weight=Some(2.0), max_exponent=None, cap=1.0
-))]
+), text_signature = "(rewards, *, scheme, probs=None, bound=12.0, beta=2.0, alpha=1.5, \
+    spread_ratio=1.01, max_weight=2.0, max_exponent=None, cap=1.0)")]
 #[allow(clippy::too_many_arguments)]
 fn shape_rewards<'py>(
     py: Python<'py>,
@@ -338,7 +342,9 @@ fn shape_rewards<'py>(
     base_scores, rewards, *, weight, scheme="srs", probs=None, probs_from_base=true,
     greedy=true, temperature=1.0, seed=None, bound=12.0, beta=2.0, alpha=1.5,
     spread_ratio=1.01, max_weight=Some(2.0), max_exponent=None, cap=1.0
-))]
+), text_signature = "(base_scores, rewards, *, weight, scheme='srs', probs=None, \
+    probs_from_base=True, greedy=True, temperature=1.0, seed=None, bound=12.0, beta=2.0, \
+    alpha=1.5, spread_ratio=1.01, max_weight=2.0, max_exponent=None, cap=1.0)")]
 #[allow(clippy::too_many_arguments)]
 fn fuse_and_select<'py>(
     py: Python<'py>,
