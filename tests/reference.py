@@ -1,0 +1,142 @@
+"""Slow, obviously-correct numpy versions of the kernels, for the tests to compare against.
+
+Everything is float64, one row at a time, written straight from algorithms.md §2-3:
+top-k by a stable argsort, the Stackelberg threshold by 60 bisection steps on
+``F(m) = sum_i p_i w_i(m) (r_i - m)``, and every shaping scheme by its formula.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+SCHEMES = ("raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard")
+
+Array = npt.NDArray[np.float64]
+
+
+def topk(logits: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Top-k of each row: a stable argsort of ``-x`` keeps equal values in column order."""
+    x = np.atleast_2d(np.asarray(logits, dtype=np.float32))
+    order = np.argsort(-x, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(x, order, axis=1), order.astype(np.int64)
+
+
+def normalised(probs: npt.ArrayLike | None, n: int) -> Array:
+    if probs is None:
+        return np.full(n, 1.0 / n)
+    p = np.asarray(probs, dtype=np.float64)
+    return p / p.sum()
+
+
+def stackelberg_f(
+    rewards: npt.ArrayLike, probs: npt.ArrayLike | None, weight: float, m: float
+) -> float:
+    """``F(m)`` with probabilities renormalised to sum 1."""
+    r = np.asarray(rewards, dtype=np.float64)
+    p = normalised(probs, r.size)
+    w = np.where(r >= m, weight, 1.0)
+    return float(np.sum(p * w * (r - m)))
+
+
+def threshold(rewards: npt.ArrayLike, probs: npt.ArrayLike | None, weight: float) -> float:
+    """The root of F by 60 bisection steps on ``[min r, max r]`` (F is decreasing)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    lo, hi = float(r.min()), float(r.max())
+    if lo == hi:
+        return lo
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if stackelberg_f(r, probs, weight, mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def sigmoid(x: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def srs_weight(
+    b_eff: float,
+    *,
+    bound: float,
+    beta: float,
+    max_weight: float | None,
+    max_exponent: float | None,
+) -> float:
+    """gamma = exp(B_eff / beta), or exp(min(B / beta, max_exponent)); capped at max_weight."""
+    if max_exponent is not None:
+        gamma = float(np.exp(min(bound / beta, max_exponent)))
+    else:
+        gamma = float(np.exp(b_eff / beta))
+    if max_weight is not None:
+        gamma = min(gamma, max_weight)
+    return gamma
+
+
+def shape_row(
+    rewards: npt.ArrayLike,
+    *,
+    scheme: str,
+    probs: npt.ArrayLike | None = None,
+    bound: float = 12.0,
+    beta: float = 2.0,
+    alpha: float = 1.5,
+    spread_ratio: float = 1.01,
+    max_weight: float | None = 2.0,
+    max_exponent: float | None = None,
+    cap: float = 1.0,
+) -> tuple[Array, float | None]:
+    """One row shaped by ``scheme``, and the threshold it used (None if it has none)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    lo, hi = float(r.min()), float(r.max())
+    spread = hi - lo
+    b_eff = min(bound, spread_ratio * spread)
+    if scheme == "raw":
+        return r.copy(), None
+    if scheme == "meanstd":
+        return (r - r.mean()) / max(float(r.std()), 1e-6), None
+    if scheme == "minmax":
+        if spread == 0:
+            return np.zeros_like(r), None
+        return b_eff * (r - lo) / spread, None
+    if scheme == "cap":
+        return np.clip(r - lo, 0.0, cap), None
+    if scheme == "meansoft":
+        m = float(np.sum(normalised(probs, r.size) * r))
+    elif scheme in ("srs", "srs_hard"):
+        gamma = srs_weight(
+            b_eff, bound=bound, beta=beta, max_weight=max_weight, max_exponent=max_exponent
+        )
+        m = threshold(r, probs, gamma)
+    else:
+        raise ValueError(scheme)
+    if scheme == "srs_hard":
+        return b_eff * (r >= m), m
+    return b_eff * sigmoid(alpha * (r - m)), m
+
+
+def softmax(x: npt.ArrayLike) -> Array:
+    z = np.asarray(x, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def fuse_row(
+    base: npt.ArrayLike,
+    rewards: npt.ArrayLike,
+    *,
+    weight: float,
+    scheme: str = "srs",
+    probs: npt.ArrayLike | None = None,
+    probs_from_base: bool = True,
+    **knobs: float | None,
+) -> Array:
+    """``base + weight * shaped`` for one row, probabilities chosen as fuse_and_select does."""
+    b = np.asarray(base, dtype=np.float64)
+    if probs is None and probs_from_base:
+        probs = softmax(b)
+    shaped, _ = shape_row(rewards, scheme=scheme, probs=probs, **knobs)  # type: ignore[arg-type]
+    return b + weight * shaped

@@ -1,0 +1,451 @@
+"""Every kernel against the slow numpy reference in ``reference.py``, plus input coercion,
+seeded sampling and every bad-input path."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import reference as ref
+import rshape_fast
+from rshape_fast import (
+    SCHEMES,
+    fuse_and_select,
+    shape_rewards,
+    stackelberg_threshold,
+    topk,
+)
+from rshape_fast.errors import NonFiniteError, ParameterError, ShapeError
+
+RNG = np.random.default_rng(20240601)
+
+
+def logits(b: int, v: int, *, scale: float = 3.0) -> np.ndarray:
+    return (RNG.standard_normal((b, v)) * scale).astype(np.float32)
+
+
+# --- top-k ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("v", "k"),
+    [(v, k) for v in (1, 7, 64, 65, 1000, 32000, 151936) for k in (1, 10, 40) if k <= v],
+)
+def test_topk_matches_stable_argsort(v: int, k: int) -> None:
+    x = logits(3, v)
+    values, indices = topk(x, k)
+    want_values, want_indices = ref.topk(x, k)
+    assert values.dtype == np.float32 and indices.dtype == np.int64
+    assert values.shape == indices.shape == (3, k)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(indices, want_indices)
+
+
+@pytest.mark.parametrize("k", [1, 5, 64, 300, 5000])
+def test_topk_ties_infinities_and_large_k(k: int) -> None:
+    x = RNG.integers(0, 4, size=(4, 5000)).astype(np.float32)
+    x[1, ::7] = -np.inf
+    x[2, :] = -np.inf
+    x[2, 4321] = 1.0
+    x[3, ::11] = np.inf
+    x[3, 1::2] = -0.0
+    values, indices = topk(x, k)
+    want_values, want_indices = ref.topk(x, k)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(indices, want_indices)
+    # Signed zeros come back exactly as stored.
+    np.testing.assert_array_equal(np.signbit(values), np.signbit(want_values))
+
+
+def test_topk_ascending_and_constant_rows() -> None:
+    x = np.stack([np.arange(40000, dtype=np.float32), np.zeros(40000, dtype=np.float32)])
+    values, indices = topk(x, 10)
+    np.testing.assert_array_equal(indices[0], np.arange(39999, 39989, -1))
+    np.testing.assert_array_equal(indices[1], np.arange(10))
+    np.testing.assert_array_equal(values[1], np.zeros(10, dtype=np.float32))
+
+
+def test_topk_coerces_dtype_layout_and_one_row() -> None:
+    x = logits(4, 2000)
+    want_values, want_indices = ref.topk(x, 5)
+    for variant in (x.astype(np.float64), np.asfortranarray(x), x.tolist()):
+        values, indices = topk(variant, 5)
+        np.testing.assert_array_equal(values, want_values)
+        np.testing.assert_array_equal(indices, want_indices)
+    wide = np.repeat(x, 2, axis=1)  # strided view with every other column = x
+    values, indices = topk(wide[:, ::2], 5)
+    np.testing.assert_array_equal(values, want_values)
+    values, indices = topk(x[2], 5)
+    assert values.shape == indices.shape == (5,)
+    np.testing.assert_array_equal(indices, want_indices[2])
+
+
+def test_topk_bad_input() -> None:
+    x = logits(2, 100)
+    bad = x.copy()
+    bad[1, 57] = np.nan
+    with pytest.raises(NonFiniteError, match=r"logits.*row 1, column 57"):
+        topk(bad, 3)
+    for k in (0, -1, 101):
+        with pytest.raises(ParameterError, match="k"):
+            topk(x, k)
+    with pytest.raises(ShapeError, match="logits"):
+        topk(x.reshape(2, 10, 10), 3)
+    with pytest.raises(ShapeError, match="logits"):
+        topk(np.float32(1.0), 1)
+    with pytest.raises(ShapeError, match="logits"):
+        topk(np.zeros((0, 5), dtype=np.float32), 1)
+    with pytest.raises(ShapeError, match="logits"):
+        topk(np.zeros(0, dtype=np.float32), 1)
+
+
+# --- Stackelberg threshold ------------------------------------------------------------
+
+
+def test_threshold_toy_example_of_the_paper() -> None:
+    m = stackelberg_threshold([1.0, 2.0], [0.9, 0.1], weight=math.exp(3.0))
+    assert isinstance(m, float)
+    gamma = math.exp(3.0)
+    # The closed form of the doc, with the probabilities as the float32 the kernel sees.
+    p_low, p_high = float(np.float32(0.9)), float(np.float32(0.1))
+    exact = (p_low * 1 + p_high * gamma * 2) / (p_low + p_high * gamma)
+    assert m == pytest.approx(exact, abs=1e-12)
+    assert m == pytest.approx(1.6906, abs=1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 64])
+@pytest.mark.parametrize("weight", [1.0, 1.5, 2.0, math.exp(3.0), 1e4])
+def test_threshold_matches_bisection(n: int, weight: float) -> None:
+    r = (RNG.standard_normal((5, n)) * 4).astype(np.float32)
+    r[0] = r[0, 0]  # one row of equal rewards
+    p = RNG.random((5, n)).astype(np.float32) + 0.01
+    for probs in (None, p):
+        got = stackelberg_threshold(r, probs, weight=weight)
+        assert got.dtype == np.float64 and got.shape == (5,)
+        for i in range(5):
+            row_p = None if probs is None else probs[i]
+            want = ref.threshold(r[i], row_p, weight)
+            spread = float(r[i].max() - r[i].min())
+            assert abs(got[i] - want) <= 1e-6 * spread + 1e-12
+        assert got[0] == r[0, 0]
+
+
+def test_threshold_per_row_weights_and_probs_renormalised() -> None:
+    r = logits(4, 10)
+    p = RNG.random((4, 10)).astype(np.float32)
+    weights = np.array([1.0, 2.0, 7.5, 100.0])
+    got = stackelberg_threshold(r, p, weight=weights)
+    # Scaling by a power of two is exact in float32, so the result must not move at all.
+    scaled = stackelberg_threshold(r, p * 32.0, weight=list(weights))
+    np.testing.assert_allclose(got, scaled, rtol=0, atol=1e-12)
+    for i in range(4):
+        assert got[i] == pytest.approx(ref.threshold(r[i], p[i], weights[i]), abs=1e-6)
+        assert got[i] == stackelberg_threshold(r[i], p[i], weight=float(weights[i]))
+
+
+def test_threshold_at_weight_one_is_the_weighted_mean() -> None:
+    r = logits(3, 9)
+    p = RNG.random((3, 9)).astype(np.float32)
+    got = stackelberg_threshold(r, p, weight=1.0)
+    want = (p.astype(np.float64) * r).sum(axis=1) / p.astype(np.float64).sum(axis=1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        stackelberg_threshold(r, weight=1.0), r.astype(np.float64).mean(axis=1), atol=1e-9
+    )
+
+
+def test_threshold_probability_zero_candidates_do_not_count() -> None:
+    m = stackelberg_threshold([1.0, 2.0, 100.0], [0.5, 0.5, 0.0], weight=3.0)
+    assert m == pytest.approx(ref.threshold([1.0, 2.0], None, 3.0), abs=1e-12)
+
+
+def test_threshold_bad_input() -> None:
+    r = logits(2, 4)
+    with pytest.raises(NonFiniteError, match="rewards"):
+        stackelberg_threshold(np.array([1.0, np.nan]), weight=2.0)
+    with pytest.raises(NonFiniteError, match="rewards"):
+        stackelberg_threshold(np.array([1.0, np.inf]), weight=2.0)
+    with pytest.raises(ShapeError, match="probs"):
+        stackelberg_threshold(r, np.ones((2, 3)), weight=2.0)
+    with pytest.raises(ParameterError, match="probs"):
+        stackelberg_threshold(r, np.array([[1, -1, 1, 1], [1, 1, 1, 1]]), weight=2.0)
+    with pytest.raises(ParameterError, match="probs"):
+        stackelberg_threshold(r, np.zeros((2, 4)), weight=2.0)
+    with pytest.raises(NonFiniteError, match="probs"):
+        stackelberg_threshold(r, np.full((2, 4), np.nan), weight=2.0)
+    for weight in (0.5, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="weight"):
+            stackelberg_threshold(r, weight=weight)
+    with pytest.raises(ParameterError, match="weight"):
+        stackelberg_threshold(r, weight=[2.0, 0.9])
+    with pytest.raises(ShapeError, match="weight"):
+        stackelberg_threshold(r, weight=[2.0, 2.0, 2.0])
+    with pytest.raises(ShapeError, match="weight"):
+        stackelberg_threshold(r, weight=np.ones((2, 1)))
+    with pytest.raises(ParameterError, match="weight"):
+        stackelberg_threshold(r, weight="heavy")  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="rewards"):
+        stackelberg_threshold(np.zeros((2, 0)), weight=2.0)
+    with pytest.raises(ShapeError, match="rewards"):
+        stackelberg_threshold(np.zeros((1, 2, 3)), weight=2.0)
+
+
+# --- shaping --------------------------------------------------------------------------
+
+KNOB_SETS = [
+    {},  # token-level ARGS defaults
+    {"max_weight": None, "max_exponent": 2.0, "spread_ratio": 2.0, "bound": 15.0, "beta": 0.667},
+    {"max_weight": None, "max_exponent": None, "bound": 3.0, "beta": 1.0, "alpha": 4.0},
+    {"bound": 0.5, "cap": 0.25, "alpha": 0.0},
+]
+
+
+def assert_shaped_close(got: np.ndarray, r: np.ndarray, scheme: str, probs, knobs) -> None:
+    for i in range(r.shape[0]):
+        row_p = None if probs is None else probs[i]
+        want, m = ref.shape_row(r[i], scheme=scheme, probs=row_p, **knobs)
+        scale = max(1.0, float(np.abs(want).max()))
+        close = np.isclose(got[i], want, rtol=1e-5, atol=1e-5 * scale)
+        if scheme == "srs_hard" and m is not None:
+            # A reward within rounding of the threshold may fall on either side.
+            spread = float(r[i].max() - r[i].min())
+            close |= np.abs(r[i].astype(np.float64) - m) <= 1e-9 * spread
+        assert close.all(), (scheme, knobs, i, got[i], want)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("knobs", KNOB_SETS)
+def test_shape_rewards_matches_reference(scheme: str, knobs: dict) -> None:
+    r = (RNG.standard_normal((6, 10)) * 3).astype(np.float32)
+    r[1] = 4.0  # equal rewards
+    r[2, :5] = r[2, 5:]  # ties
+    p = RNG.random((6, 10)).astype(np.float32)
+    for probs in (None, p):
+        got = shape_rewards(r, scheme=scheme, probs=probs, **knobs)
+        assert got.dtype == np.float32 and got.shape == r.shape
+        assert_shaped_close(got, r, scheme, probs, knobs)
+
+
+def test_equal_rewards_shape_to_half_the_effective_bound() -> None:
+    # B_eff = min(B, rho * 0) = 0, so every soft-shaped reward is B_eff / 2 = 0.
+    for scheme in ("srs", "meansoft", "minmax"):
+        np.testing.assert_array_equal(shape_rewards(np.full(5, 2.5), scheme=scheme), 0.0)
+
+
+def test_shape_rewards_is_monotone_within_a_row() -> None:
+    r = logits(4, 12)
+    for scheme in SCHEMES:
+        shaped = shape_rewards(r, scheme=scheme)
+        for i in range(4):
+            order = np.argsort(r[i], kind="stable")
+            assert np.all(np.diff(shaped[i][order]) >= -1e-6), scheme
+
+
+def test_shape_rewards_one_row_and_coercion() -> None:
+    r = logits(3, 8)
+    want = shape_rewards(r, scheme="srs")
+    np.testing.assert_array_equal(shape_rewards(r[1], scheme="srs"), want[1])
+    np.testing.assert_array_equal(shape_rewards(r.astype(np.float64), scheme="srs"), want)
+    np.testing.assert_array_equal(shape_rewards(np.asfortranarray(r), scheme="srs"), want)
+
+
+def test_shape_rewards_bad_input() -> None:
+    r = logits(2, 5)
+    with pytest.raises(ParameterError, match="scheme"):
+        shape_rewards(r, scheme="softmax")
+    bad_knobs = [
+        ("bound", -1.0),
+        ("bound", float("inf")),
+        ("beta", 0.0),
+        ("alpha", -0.5),
+        ("spread_ratio", float("nan")),
+        ("max_weight", 0.5),
+        ("max_exponent", -1.0),
+        ("cap", -2.0),
+    ]
+    for name, value in bad_knobs:
+        with pytest.raises(ParameterError, match=name):
+            shape_rewards(r, scheme="srs", **{name: value})
+    bad = r.copy()
+    bad[0, 3] = np.nan
+    with pytest.raises(NonFiniteError, match=r"rewards.*row 0, column 3"):
+        shape_rewards(bad, scheme="raw")
+    with pytest.raises(ShapeError, match="probs"):
+        shape_rewards(r, scheme="srs", probs=np.ones((2, 4)))
+    with pytest.raises(ShapeError, match="rewards"):
+        shape_rewards(np.zeros((0, 3)), scheme="srs")
+
+
+# --- fuse and select ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("probs_from_base", [True, False])
+def test_fuse_and_select_greedy_matches_reference(scheme: str, probs_from_base: bool) -> None:
+    base = logits(16, 10)
+    base[3, [0, 4]] = -np.inf
+    rewards = (RNG.standard_normal((16, 10)) * 2).astype(np.float32)
+    weights = RNG.random(16) * 2
+    for weight in (0.5, weights):
+        chosen, fused = fuse_and_select(
+            base, rewards, weight=weight, scheme=scheme, probs_from_base=probs_from_base
+        )
+        assert chosen.dtype == np.int64 and chosen.shape == (16,)
+        assert fused.dtype == np.float32 and fused.shape == (16, 10)
+        for i in range(16):
+            w = weight if np.isscalar(weight) else weight[i]
+            want = ref.fuse_row(
+                base[i], rewards[i], weight=w, scheme=scheme, probs_from_base=probs_from_base
+            )
+            finite = np.isfinite(want)
+            np.testing.assert_array_equal(np.isfinite(fused[i]), finite)
+            np.testing.assert_allclose(fused[i][finite], want[finite], rtol=1e-5, atol=1e-4)
+            # The argmax of what we return, first index on ties...
+            assert chosen[i] == int(np.argmax(fused[i]))
+            # ...which is also a maximum of the exact fused scores, up to float32 rounding.
+            assert want[chosen[i]] >= want.max() - 1e-4 * max(1.0, abs(want.max()))
+        assert 0 not in chosen[3:4] and 4 not in chosen[3:4]
+
+
+def test_fuse_and_select_ties_go_to_the_lower_index() -> None:
+    chosen, _ = fuse_and_select(np.zeros((2, 5)), np.ones((2, 5)), weight=1.0)
+    np.testing.assert_array_equal(chosen, [0, 0])
+    chosen, _ = fuse_and_select(
+        np.array([[-np.inf, 1.0, 3.0, 3.0]]), np.zeros((1, 4)), weight=0.5, scheme="raw"
+    )
+    assert chosen[0] == 2
+
+
+def test_fuse_and_select_uses_given_probs_and_uniform() -> None:
+    base = logits(4, 6)
+    rewards = logits(4, 6)
+    probs = RNG.random((4, 6)).astype(np.float32)
+    _, with_probs = fuse_and_select(base, rewards, weight=1.0, probs=probs)
+    _, uniform = fuse_and_select(base, rewards, weight=1.0, probs_from_base=False)
+    for i in range(4):
+        want = ref.fuse_row(base[i], rewards[i], weight=1.0, probs=probs[i])
+        np.testing.assert_allclose(with_probs[i], want, rtol=1e-5, atol=1e-4)
+        want = ref.fuse_row(base[i], rewards[i], weight=1.0, probs_from_base=False)
+        np.testing.assert_allclose(uniform[i], want, rtol=1e-5, atol=1e-4)
+
+
+def test_fuse_and_select_one_row_and_coercion() -> None:
+    base = logits(3, 10)
+    rewards = logits(3, 10)
+    chosen, fused = fuse_and_select(base, rewards, weight=0.5)
+    one, one_fused = fuse_and_select(base[1].astype(np.float64), rewards[1].tolist(), weight=0.5)
+    assert isinstance(one, int) and one == chosen[1]
+    np.testing.assert_array_equal(one_fused, fused[1])
+    strided, strided_fused = fuse_and_select(
+        np.repeat(base, 2, axis=1)[:, ::2], np.asfortranarray(rewards), weight=0.5
+    )
+    np.testing.assert_array_equal(strided, chosen)
+    np.testing.assert_array_equal(strided_fused, fused)
+
+
+def test_sampling_is_deterministic_per_row_seed() -> None:
+    base = logits(8, 10, scale=1.0)
+    rewards = logits(8, 10)
+    seeds = np.arange(100, 108, dtype=np.uint64)
+    kw = {"weight": 0.5, "greedy": False, "temperature": 1.5}
+    first, _ = fuse_and_select(base, rewards, seed=seeds, **kw)
+    again, _ = fuse_and_select(base, rewards, seed=seeds, **kw)
+    np.testing.assert_array_equal(first, again)
+    # Row r's draw depends on its own seed only: one row at a time agrees with the batch,
+    # with an int seed (row 0 of a call gets the seed itself) or a one-element array.
+    for i in range(8):
+        one, _ = fuse_and_select(base[i], rewards[i], seed=int(seeds[i]), **kw)
+        assert one == first[i]
+        one, _ = fuse_and_select(base[i : i + 1], rewards[i : i + 1], seed=seeds[i : i + 1], **kw)
+        assert one[0] == first[i]
+    # An int seed s gives row r the seed s + r.
+    from_int, _ = fuse_and_select(base, rewards, seed=100, **kw)
+    np.testing.assert_array_equal(from_int, first)
+    signed, _ = fuse_and_select(base, rewards, seed=seeds.astype(np.int64).tolist(), **kw)
+    np.testing.assert_array_equal(signed, first)
+
+
+def test_sampling_follows_the_softmax_of_the_fused_scores() -> None:
+    n = 20000
+    base = np.tile(np.array([0.0, 0.5, -1.0, 1.0, -np.inf], dtype=np.float32), (n, 1))
+    rewards = np.tile(np.array([1.0, 0.0, 3.0, 2.0, 9.0], dtype=np.float32), (n, 1))
+    temperature = 0.8
+    chosen, fused = fuse_and_select(
+        base,
+        rewards,
+        weight=0.7,
+        greedy=False,
+        temperature=temperature,
+        seed=np.arange(n, dtype=np.uint64),
+    )
+    want = ref.softmax(fused[0].astype(np.float64) / temperature)
+    freq = np.bincount(chosen, minlength=5) / n
+    assert freq[4] == 0.0  # a -inf base score is never drawn
+    np.testing.assert_allclose(freq, want, atol=0.015)
+
+
+def test_sampling_without_a_seed_varies() -> None:
+    base = np.zeros((200, 4), dtype=np.float32)
+    rewards = np.zeros((200, 4), dtype=np.float32)
+    a, _ = fuse_and_select(base, rewards, weight=1.0, greedy=False)
+    b, _ = fuse_and_select(base, rewards, weight=1.0, greedy=False)
+    assert len(set(a.tolist())) == 4
+    assert not np.array_equal(a, b)
+
+
+def test_fuse_and_select_bad_input() -> None:
+    base = logits(2, 4)
+    rewards = logits(2, 4)
+    bad = base.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(NonFiniteError, match=r"base_scores.*row 1, column 2"):
+        fuse_and_select(bad, rewards, weight=1.0)
+    bad[1, 2] = np.inf
+    with pytest.raises(NonFiniteError, match="base_scores"):
+        fuse_and_select(bad, rewards, weight=1.0)
+    bad = base.copy()
+    bad[0] = -np.inf
+    with pytest.raises(NonFiniteError, match=r"base_scores.*row 0"):
+        fuse_and_select(bad, rewards, weight=1.0)
+    bad = rewards.copy()
+    bad[0, 0] = -np.inf
+    with pytest.raises(NonFiniteError, match="rewards"):
+        fuse_and_select(base, bad, weight=1.0)
+    with pytest.raises(ShapeError, match="rewards"):
+        fuse_and_select(base, rewards[:, :3], weight=1.0)
+    with pytest.raises(ShapeError, match="probs"):
+        fuse_and_select(base, rewards, weight=1.0, probs=np.ones((3, 4)))
+    with pytest.raises(ShapeError, match="base_scores"):
+        fuse_and_select(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)), weight=1.0)
+    for weight in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="weight"):
+            fuse_and_select(base, rewards, weight=weight)
+    with pytest.raises(ShapeError, match="weight"):
+        fuse_and_select(base, rewards, weight=[1.0, 1.0, 1.0])
+    for temperature in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="temperature"):
+            fuse_and_select(base, rewards, weight=1.0, greedy=False, temperature=temperature)
+    with pytest.raises(ParameterError, match="scheme"):
+        fuse_and_select(base, rewards, weight=1.0, scheme="bogus")
+    with pytest.raises(ParameterError, match="beta"):
+        fuse_and_select(base, rewards, weight=1.0, beta=-2.0)
+    sample = {"weight": 1.0, "greedy": False}
+    for seed in (-1, 2**64, 1.5, "seed", [1.5, 2.5], np.array([-1, 2])):
+        with pytest.raises(ParameterError, match="seed"):
+            fuse_and_select(base, rewards, seed=seed, **sample)  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="seed"):
+        fuse_and_select(base, rewards, seed=np.arange(3, dtype=np.uint64), **sample)
+    with pytest.raises(ShapeError, match="seed"):
+        fuse_and_select(base, rewards, seed=np.zeros((2, 1), dtype=np.uint64), **sample)
+
+
+def test_errors_are_value_errors_and_exports() -> None:
+    assert issubclass(ShapeError, ValueError)
+    assert issubclass(NonFiniteError, ValueError)
+    assert issubclass(ParameterError, ValueError)
+    assert SCHEMES == ("raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard")
+    for name in ("topk", "stackelberg_threshold", "shape_rewards", "fuse_and_select", "SCHEMES"):
+        assert name in rshape_fast.__all__
+        assert getattr(rshape_fast, name).__doc__ or name == "SCHEMES"
