@@ -24,6 +24,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// `(values, indices)` of `topk`.
+type TopKArrays<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+/// `(chosen, fused)` of `fuse_and_select`.
+type SelectionArrays<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<f32>>);
+
 /// A borrowed `rows × cols` float32 matrix.
 struct Matrix<'py> {
     array: PyReadonlyArrayDyn<'py, f32>,
@@ -223,7 +228,7 @@ fn topk<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
     k: i64,
-) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+) -> PyResult<TopKArrays<'py>> {
     let logits = matrix(logits, "logits")?;
     if k < 1 {
         return Err(parameter(
@@ -364,7 +369,7 @@ fn fuse_and_select<'py>(
     max_weight: Option<f64>,
     max_exponent: Option<f64>,
     cap: f64,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<SelectionArrays<'py>> {
     let scheme = self::scheme(scheme)?;
     let base = matrix(base_scores, "base_scores")?;
     let rewards = matching(Some(rewards), "rewards", &base, "base_scores")?
