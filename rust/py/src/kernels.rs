@@ -224,11 +224,7 @@ fn into_matrix<T: numpy::Element>(
 /// equal values by the lower index. `-inf` is allowed, NaN raises NonFiniteError.
 #[pyfunction]
 #[pyo3(signature = (logits, k))]
-fn topk<'py>(
-    py: Python<'py>,
-    logits: &Bound<'py, PyAny>,
-    k: i64,
-) -> PyResult<TopKArrays<'py>> {
+fn topk<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>, k: i64) -> PyResult<TopKArrays<'py>> {
     let logits = matrix(logits, "logits")?;
     if k < 1 {
         return Err(parameter(
