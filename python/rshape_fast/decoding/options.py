@@ -1,0 +1,208 @@
+"""Every knob of a decoding run, validated once before any model work starts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rshape_fast.errors import ParameterError
+
+METHODS = ("base", "args", "bon", "soft_bon", "streaming_bon", "segment", "segment_beam", "cd")
+SHAPINGS = ("raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard")
+PERTURBATIONS = ("none", "noise", "random", "reversed")
+
+
+def _check(condition: bool, arg: str, message: str) -> None:
+    if not condition:
+        raise ParameterError(f"{arg}: {message}")
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """The knobs of `rshape_fast.generate`; see its docstring for their meaning.
+
+    `beta=None` means β = 1/weight (λ = 1/β, algorithms.md §1).
+    """
+
+    method: str = "args"
+    shaping: str = "srs"
+    k: int = 10
+    weight: float = 0.5
+    bound: float = 12.0
+    alpha: float = 1.5
+    beta: float | None = None
+    spread_ratio: float = 1.01
+    max_weight: float | None = 2.0
+    max_exponent: float | None = None
+    cap: float = 1.0
+    perturbation: str = "none"
+    noise_variance: float = 1.0
+    greedy: bool = True
+    temperature: float = 0.7
+    top_k: int | None = None
+    top_p: float | None = None
+    max_new_tokens: int = 128
+    batch_size: int = 8
+    seed: int = 0
+    chat_template: bool = True
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    # Best-of-N family (bon, soft_bon, streaming_bon).
+    n: int = 8
+    checkpoint_tokens: int = 16
+    reject_fraction: float = 0.5
+    # Segment search (segment, segment_beam).
+    segment_delimiters: tuple[str, ...] = ("\n", ".", "!", "?")
+    entropy_threshold: float | None = None
+    min_segment_tokens: int = 4
+    max_segment_tokens: int = 32
+    segment_samples: int = 4
+    retries: int = 4
+    accept_threshold: float | None = None
+    beam_width: int = 2
+    # Controlled decoding (cd): a value head saved by `rshape cd-train`.
+    value_head: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(
+            self.method in METHODS, "method", f"unknown method {self.method!r}; one of {METHODS}"
+        )
+        _check(
+            self.shaping in SHAPINGS,
+            "shaping",
+            f"unknown scheme {self.shaping!r}; one of {SHAPINGS}",
+        )
+        _check(
+            self.perturbation in PERTURBATIONS,
+            "perturbation",
+            f"unknown perturbation {self.perturbation!r}; one of {PERTURBATIONS}",
+        )
+        _check(
+            isinstance(self.k, int) and self.k >= 1, "k", f"must be an integer >= 1, got {self.k!r}"
+        )
+        for name in ("weight", "bound", "alpha", "spread_ratio", "cap", "noise_variance"):
+            value = getattr(self, name)
+            _check(_finite(value) and value >= 0, name, f"must be finite and >= 0, got {value!r}")
+        for name in ("beta", "max_weight", "max_exponent"):
+            value = getattr(self, name)
+            _check(
+                value is None or (_finite(value) and value > 0),
+                name,
+                f"must be None or finite and > 0, got {value!r}",
+            )
+        _check(
+            self.max_weight is None or self.max_weight >= 1,
+            "max_weight",
+            f"the SRS weight is >= 1, so its cap must be too, got {self.max_weight!r}",
+        )
+        _check(
+            _finite(self.temperature) and self.temperature > 0,
+            "temperature",
+            f"must be finite and > 0, got {self.temperature!r}",
+        )
+        _check(
+            self.top_k is None or (isinstance(self.top_k, int) and self.top_k >= 1),
+            "top_k",
+            f"must be None or an integer >= 1, got {self.top_k!r}",
+        )
+        _check(
+            self.top_p is None or (_finite(self.top_p) and 0 < self.top_p <= 1),
+            "top_p",
+            f"must be None or in (0, 1], got {self.top_p!r}",
+        )
+        _check(
+            isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
+            "max_new_tokens",
+            f"must be an integer >= 1, got {self.max_new_tokens!r}",
+        )
+        _check(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            "batch_size",
+            f"must be an integer >= 1, got {self.batch_size!r}",
+        )
+        _check(
+            isinstance(self.seed, int) and 0 <= self.seed < 2**63,
+            "seed",
+            f"must be an integer in [0, 2**63), got {self.seed!r}",
+        )
+        _check(
+            all(isinstance(s, str) and s for s in self.stop),
+            "stop",
+            "stop strings must be non-empty",
+        )
+        for name in (
+            "n",
+            "checkpoint_tokens",
+            "min_segment_tokens",
+            "max_segment_tokens",
+            "segment_samples",
+            "beam_width",
+        ):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, int) and value >= 1,
+                name,
+                f"must be an integer >= 1, got {value!r}",
+            )
+        _check(
+            isinstance(self.retries, int) and self.retries >= 0,
+            "retries",
+            f"must be an integer >= 0, got {self.retries!r}",
+        )
+        _check(
+            _finite(self.reject_fraction) and 0 <= self.reject_fraction < 1,
+            "reject_fraction",
+            f"must be in [0, 1), got {self.reject_fraction!r}",
+        )
+        _check(
+            self.min_segment_tokens <= self.max_segment_tokens,
+            "min_segment_tokens",
+            f"must be <= max_segment_tokens ({self.max_segment_tokens}), "
+            f"got {self.min_segment_tokens}",
+        )
+        _check(
+            self.entropy_threshold is None
+            or (_finite(self.entropy_threshold) and self.entropy_threshold > 0),
+            "entropy_threshold",
+            f"must be None or finite and > 0, got {self.entropy_threshold!r}",
+        )
+        _check(
+            self.accept_threshold is None or _finite(self.accept_threshold),
+            "accept_threshold",
+            f"must be None or finite, got {self.accept_threshold!r}",
+        )
+        _check(
+            all(isinstance(s, str) and s for s in self.segment_delimiters),
+            "segment_delimiters",
+            "delimiters must be non-empty strings",
+        )
+
+    @property
+    def shaping_beta(self) -> float:
+        """β of the shaping weight γ = e^{B/β}: given, or 1/λ."""
+        if self.beta is not None:
+            return self.beta
+        # With λ = 0 the shaped reward is multiplied by 0, so any finite β gives the same run.
+        return 1.0 / self.weight if self.weight > 0 else 1.0
+
+    def shaping_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the Rust shaping kernels for this run."""
+        return {
+            "bound": self.bound,
+            "beta": self.shaping_beta,
+            "alpha": self.alpha,
+            "spread_ratio": self.spread_ratio,
+            "max_weight": self.max_weight,
+            "max_exponent": self.max_exponent,
+            "cap": self.cap,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["stop"] = list(self.stop)
+        out["segment_delimiters"] = list(self.segment_delimiters)
+        return out

@@ -1,0 +1,58 @@
+"""Seeds and base-model sampling that do not depend on how prompts are batched.
+
+Every random draw is keyed by (run seed, prompt index, step, ...), never by the row a
+prompt happens to occupy, so a batch and one-prompt-at-a-time runs draw the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def row_seeds(seed: int, keys: Sequence[Sequence[int]]) -> np.ndarray:
+    """One uint64 seed per row from `(seed, *key)`; keys are e.g. `(prompt index, step)`."""
+    return np.array(
+        [np.random.SeedSequence([seed, *key]).generate_state(1, np.uint64)[0] for key in keys],
+        dtype=np.uint64,
+    )
+
+
+def row_uniforms(seeds: np.ndarray) -> np.ndarray:
+    """One uniform draw in [0, 1) per seed."""
+    return np.array([np.random.default_rng(int(s)).random() for s in seeds], dtype=np.float64)
+
+
+@torch.inference_mode()
+def sample_tokens(
+    logits: torch.Tensor,
+    uniforms: np.ndarray | None,
+    *,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+) -> torch.Tensor:
+    """Next token per row: argmax when `uniforms` is None, else inverse-CDF sampling.
+
+    Sampling is from softmax(logits / temperature) restricted to the top-k tokens and then
+    to the smallest set whose probability reaches top-p (always at least one token).
+    """
+    if uniforms is None:
+        return logits.argmax(dim=-1)
+    scaled = logits.float() / temperature
+    if top_k is not None and top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = torch.softmax(scaled, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    cdf = probs.double().cumsum(dim=-1)
+    u = torch.as_tensor(uniforms, dtype=torch.float64, device=cdf.device).unsqueeze(-1)
+    picked = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
+    # u·total can round onto the last edge; stay on a token with mass.
+    return picked.clamp(max=cdf.shape[-1] - 1)
