@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::rng::{fresh_seed, SplitMix64};
 use crate::shaping::{
-    check_finite_row, check_probs_shape, load_probs_row, shape_row, PerRow, Scheme, Scratch,
+    check_finite_row, check_probs_row, check_probs_shape, exp, exp_f32, shape_rows, PerRow, Scheme,
     ShapeParams,
 };
 use crate::topk::check_matrix;
@@ -86,9 +86,7 @@ fn check_base_row(row_index: usize, row: &[f32]) -> Result<f32> {
                 value: x,
             });
         }
-        if x > max {
-            max = x;
-        }
+        max = if x > max { x } else { max };
     }
     if max == f32::NEG_INFINITY {
         // Nothing can be chosen from a row of -inf; report it at its first column.
@@ -102,27 +100,39 @@ fn check_base_row(row_index: usize, row: &[f32]) -> Result<f32> {
     Ok(max)
 }
 
-/// First index of the maximum (NaN-free input).
+/// First index of the maximum (NaN-free input). Selects, not branches: which candidate
+/// leads is data-dependent and the rows are short.
 fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
+    let (mut best, mut best_value) = (0, row[0]);
     for (i, &x) in row.iter().enumerate().skip(1) {
-        if x > row[best] {
-            best = i;
-        }
+        let better = x > best_value;
+        best = if better { i } else { best };
+        best_value = if better { x } else { best_value };
     }
     best
 }
 
 /// Draw from `softmax(row / temperature)`, `row` NaN-free with a finite maximum `max`.
-fn sample(row: &[f32], max: f32, temperature: f64, rng: &mut SplitMix64) -> usize {
+/// `weights` is scratch space. The crate's own `exp` keeps the draw identical on every
+/// platform.
+fn sample(
+    row: &[f32],
+    max: f32,
+    temperature: f64,
+    rng: &mut SplitMix64,
+    weights: &mut Vec<f64>,
+) -> usize {
     let max = f64::from(max);
-    let weight = |x: f32| ((f64::from(x) - max) / temperature).exp();
-    let total: f64 = row.iter().map(|&x| weight(x)).sum();
+    weights.clear();
+    weights.resize(row.len(), 0.0);
+    for (w, &x) in weights.iter_mut().zip(row) {
+        *w = exp((f64::from(x) - max) / temperature);
+    }
+    let total: f64 = weights.iter().sum();
     let target = rng.next_f64() * total;
     let mut cumulative = 0.0;
     let mut last_positive = 0;
-    for (i, &x) in row.iter().enumerate() {
-        let w = weight(x);
+    for (i, &w) in weights.iter().enumerate() {
         if w > 0.0 {
             cumulative += w;
             last_positive = i;
@@ -187,40 +197,69 @@ pub fn fuse_and_select(
         }
     };
 
-    let mut scratch = Scratch::default();
-    let mut probs = Vec::with_capacity(cols);
-    let mut chosen = Vec::with_capacity(rows);
-    let mut fused = Vec::with_capacity(rows * cols);
-    let uses_probs = options.scheme.uses_probs();
+    let mut selection = Selection {
+        chosen: Vec::with_capacity(rows),
+        fused: Vec::with_capacity(rows * cols),
+    };
+    select_rows(
+        base_scores,
+        rewards,
+        cols,
+        options,
+        base_seed,
+        &mut selection,
+    )?;
+    Ok(selection)
+}
+
+/// The work of [`fuse_and_select`] once the arguments are checked: validate every row,
+/// take the softmax weights and shape all rows (each as one pass over the whole batch,
+/// which vectorises better than row by row), then fuse and choose row by row.
+fn select_rows(
+    base_scores: &[f32],
+    rewards: &[f32],
+    cols: usize,
+    options: &FuseOptions<'_>,
+    base_seed: u64,
+    selection: &mut Selection,
+) -> Result<()> {
+    let rows = base_scores.len() / cols;
+    let mut base_max = Vec::with_capacity(rows);
     for (r, (base, reward)) in base_scores
         .chunks_exact(cols)
         .zip(rewards.chunks_exact(cols))
         .enumerate()
     {
-        let base_max = check_base_row(r, base)?;
+        base_max.push(check_base_row(r, base)?);
         check_finite_row("rewards", r, reward)?;
-        let p = match options.probs {
-            ProbSource::Given(all) => {
-                load_probs_row(r, &all[r * cols..(r + 1) * cols], &mut probs)?;
-                Some(probs.as_slice())
-            }
-            ProbSource::SoftmaxOfBase if uses_probs => {
-                // Unnormalised: the threshold and the weighted mean divide by the sum.
-                let max = f64::from(base_max);
-                probs.clear();
-                probs.extend(base.iter().map(|&b| (f64::from(b) - max).exp()));
-                Some(probs.as_slice())
-            }
-            ProbSource::SoftmaxOfBase | ProbSource::Uniform => None,
-        };
-        shape_row(options.scheme, &options.params, reward, p, &mut scratch);
+        if let ProbSource::Given(all) = options.probs {
+            check_probs_row(r, &all[r * cols..(r + 1) * cols])?;
+        }
+    }
+    let softmax;
+    let probs = match options.probs {
+        ProbSource::Given(all) => Some(all),
+        ProbSource::SoftmaxOfBase if options.scheme.uses_probs() => {
+            softmax = softmax_weights(base_scores, &base_max, cols);
+            Some(softmax.as_slice())
+        }
+        ProbSource::SoftmaxOfBase | ProbSource::Uniform => None,
+    };
+    let shaped = shape_rows(options.scheme, &options.params, rewards, probs, cols);
 
+    let Selection { chosen, fused } = selection;
+    let mut weights = Vec::with_capacity(cols);
+    for (r, (base, shaped)) in base_scores
+        .chunks_exact(cols)
+        .zip(shaped.chunks_exact(cols))
+        .enumerate()
+    {
         let lambda = options.weight.get(r);
         let start = fused.len();
         fused.extend(
             base.iter()
-                .zip(&scratch.shaped)
-                .map(|(&b, &s)| (f64::from(b) + lambda * s) as f32),
+                .zip(shaped)
+                .map(|(&b, &s)| (f64::from(b) + lambda * f64::from(s)) as f32),
         );
         let row = &fused[start..];
         let pick = match options.choice {
@@ -230,7 +269,7 @@ pub fn fuse_and_select(
                 let max = row[best];
                 if max.is_finite() {
                     let mut rng = SplitMix64::new(seeds.row_seed(base_seed, r));
-                    sample(row, max, temperature, &mut rng)
+                    sample(row, max, temperature, &mut rng, &mut weights)
                 } else {
                     // A fused score that overflowed f32 dominates any softmax.
                     best
@@ -239,5 +278,24 @@ pub fn fuse_and_select(
         };
         chosen.push(pick as i64);
     }
-    Ok(Selection { chosen, fused })
+    Ok(())
+}
+
+/// Unnormalised softmax weights `e^{b − max b}` of every row (the threshold and the
+/// weighted mean divide by the sum), in float32: plenty for weights of float32 scores.
+fn softmax_weights(base_scores: &[f32], base_max: &[f32], cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; base_scores.len()];
+    for ((out, base), &max) in out
+        .chunks_exact_mut(cols)
+        .zip(base_scores.chunks_exact(cols))
+        .zip(base_max)
+    {
+        for (o, &b) in out.iter_mut().zip(base) {
+            *o = b - max;
+        }
+    }
+    for x in out.iter_mut() {
+        *x = exp_f32(*x);
+    }
+    out
 }
