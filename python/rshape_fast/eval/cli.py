@@ -1,0 +1,187 @@
+"""The `rshape eval`, `rshape report` and `rshape reproduce` subcommands.
+
+Registered on the main parser by :func:`add_eval_commands`; every heavy import (torch,
+matplotlib) happens inside the command functions so that `rshape --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "cmd_reproduce"]
+
+
+def _comma_list(text: str) -> list[Any]:
+    from rshape_fast.eval.runner import parse_value
+
+    return [parse_value(v.strip()) for v in text.split(",") if v.strip()]
+
+
+def _key_values(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"rshape eval: {flag} expects KEY=VALUE, got {text!r}")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """An `EvalConfig` from `--config` (if given) overridden by the command-line flags."""
+    from rshape_fast.eval.runner import EvalConfig, load_config, parse_value
+
+    config = load_config(args.config) if args.config else EvalConfig()
+    for item in args.set or []:
+        key, value = _key_values(item, "--set")
+        config.base[key] = parse_value(value)
+    if args.max_new_tokens is not None:
+        config.base["max_new_tokens"] = args.max_new_tokens
+    block: dict[str, list[Any]] = {}
+    for flag, knob in (
+        ("methods", "method"),
+        ("shapings", "shaping"),
+        ("weights", "weight"),
+        ("perturbations", "perturbation"),
+    ):
+        value = getattr(args, flag)
+        if value:
+            block[knob] = _comma_list(value)
+    for item in args.axis or []:
+        key, value = _key_values(item, "--axis")
+        block[key] = _comma_list(value)
+    if block:
+        # Grid flags replace the config's grid: the command line describes the whole run.
+        config.grid = [block]
+    if args.prompts_file is not None:
+        config.prompts_file = args.prompts_file
+    if args.split is not None:
+        config.split = None if args.split == "all" else args.split
+    if args.prompts is not None:
+        config.limit = args.prompts
+    if args.lm is not None:
+        config.lm = args.lm
+    if args.rm is not None:
+        config.rm = args.rm
+    if args.baseline:
+        config.baselines = list(args.baseline)
+    # Re-run the checks of __post_init__ on the edited config.
+    return EvalConfig(**config.__dict__)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rshape_fast.eval.report import metrics_table_md, win_tie_table_md
+    from rshape_fast.eval.runner import compute_metrics, expand_grid, run_eval
+
+    config = build_config(args)
+    points = expand_grid(config)
+    print(f"rshape eval: {len(points)} configurations -> {args.output}", file=sys.stderr)
+    summary = run_eval(
+        config, args.output, restart=args.restart, device=args.device, progress=not args.quiet
+    )
+    print(
+        f"rshape eval: {summary.generated} generated, {summary.reused} already in the file, "
+        f"{len(summary.skipped)} configurations skipped, {summary.seconds:.0f} s",
+        file=sys.stderr,
+    )
+    for point_id, reason in summary.skipped.items():
+        print(f"  skipped {point_id}: {reason}", file=sys.stderr)
+    if args.no_metrics:
+        return 0
+    metrics = compute_metrics(args.output, device=args.device)
+    print(metrics_table_md(metrics))
+    print(win_tie_table_md(metrics))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rshape_fast.eval.report import write_report
+
+    report = write_report(
+        args.run,
+        output=args.output,
+        figures_dir=args.figures,
+        baselines=args.baseline or None,
+        device=args.device,
+    )
+    print(f"wrote {report.markdown}")
+    for figure in report.figures:
+        print(f"wrote {figure}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from rshape_fast.eval.reproduce import reproduce
+
+    path = reproduce(
+        prompts=args.prompts,
+        max_new_tokens=args.max_new_tokens,
+        weights=tuple(_comma_list(args.weights)),
+        output=Path(args.output),
+        figures_dir=Path(args.figures),
+        run_path=Path(args.run),
+        resume=args.resume,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def add_eval_commands(sub: Any) -> None:
+    """Register `eval`, `report` and `reproduce` on the `rshape` subparsers."""
+    ev = sub.add_parser(
+        "eval",
+        help="decode a grid of configurations into a resumable JSONL run file, then score it",
+        description="A grid of decoding configurations (methods × shapings × λ × ...) over a "
+        "prompt set. Rows are appended as they finish; re-running resumes.",
+    )
+    ev.add_argument("--config", help="TOML config: [base] knobs, [[grid]] blocks, prompts")
+    ev.add_argument("--output", "-o", default="runs/eval.jsonl", help="the JSONL run file")
+    ev.add_argument("--methods", help="grid axis: comma-separated methods")
+    ev.add_argument("--shapings", help="grid axis: comma-separated shaping schemes")
+    ev.add_argument("--weights", help="grid axis: comma-separated λ values")
+    ev.add_argument("--perturbations", help="grid axis: comma-separated perturbations")
+    ev.add_argument("--axis", action="append", help="another grid axis, KEY=V1,V2 (repeatable)")
+    ev.add_argument("--set", action="append", help="a base knob for every point, KEY=VALUE")
+    ev.add_argument("--max-new-tokens", type=int, help="tokens per response (base knob)")
+    ev.add_argument("--prompts-file", help="prompt file (default: the bundled prompts)")
+    ev.add_argument("--split", choices=("train", "test", "all"), help="split (default test)")
+    ev.add_argument("--prompts", type=int, help="use at most this many prompts")
+    ev.add_argument("--baseline", action="append", help="baseline selector, e.g. method=base")
+    ev.add_argument("--lm", help="language model name or folder")
+    ev.add_argument("--rm", help="steering reward model name or folder")
+    ev.add_argument("--device", default="cpu", help="torch device")
+    ev.add_argument(
+        "--restart",
+        "--overwrite",
+        action="store_true",
+        help="discard a run file written for another configuration",
+    )
+    ev.add_argument("--no-metrics", action="store_true", help="decode only; no judges")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    rep = sub.add_parser("report", help="Markdown table and PNG plots of a run file")
+    rep.add_argument("run", help="the JSONL run file written by `rshape eval`")
+    rep.add_argument("--output", "-o", help="Markdown file (default RUN.md)")
+    rep.add_argument("--figures", help="folder of the PNGs (default RUN_figures/)")
+    rep.add_argument("--baseline", action="append", help="baseline selector (repeatable)")
+    rep.add_argument("--device", default="cpu", help="torch device of the MiniLM judge")
+    rep.set_defaults(func=cmd_report)
+
+    rp = sub.add_parser(
+        "reproduce", help="regenerate docs/reproduction.md: toy example, grid, robustness"
+    )
+    rp.add_argument("--prompts", type=int, default=16, help="bundled test prompts to use")
+    rp.add_argument("--max-new-tokens", type=int, default=48, help="tokens per response")
+    rp.add_argument("--weights", default="0.25,0.5,1.0", help="λ sweep (comma-separated)")
+    rp.add_argument("--output", default="docs/reproduction.md", help="the report")
+    rp.add_argument("--figures", default="docs/figures", help="folder of the PNGs")
+    rp.add_argument("--run", default="runs/reproduction.jsonl", help="the run file")
+    rp.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run instead of restarting"
+    )
+    rp.add_argument("--device", default="cpu", help="torch device")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.set_defaults(func=cmd_reproduce)

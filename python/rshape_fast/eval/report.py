@@ -1,0 +1,320 @@
+"""`rshape report RUN.jsonl`: a Markdown summary and PNG plots of a run's metrics.
+
+The tables and plots are built from :class:`~rshape_fast.eval.runner.RunMetrics` only, so
+every number in a report comes from the run file (and the judge cache next to it).
+Plots use matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rshape_fast.eval.runner import JUDGE_SCORES, RunMetrics, compute_metrics
+
+__all__ = [
+    "Report",
+    "focus_points",
+    "metrics_table_md",
+    "plot_frontier",
+    "plot_reward_vs_weight",
+    "plot_win_tie",
+    "win_tie_table_md",
+    "write_report",
+]
+
+SCORE_TITLES = {
+    "reward": "steering reward",
+    "vader": "VADER",
+    "minilm": "MiniLM",
+    "diversity": "diversity",
+    "coherence": "coherence",
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ci(summary: dict[str, float] | None, digits: int = 3) -> str:
+    if summary is None:
+        return "–"
+    mean, low, high = (summary[k] for k in ("mean", "low", "high"))
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def metrics_table_md(metrics: RunMetrics) -> str:
+    """One row per configuration: scores with 95 % bootstrap intervals, then mean costs."""
+    head = (
+        "| configuration | n | steering reward | VADER | MiniLM | diversity | coherence "
+        "| tokens | forward calls | s / prompt |\n"
+        "|---|---:|---|---|---|---|---|---:|---:|---:|\n"
+    )
+    lines = []
+    for p in metrics.points:
+        s = p["scores"]
+        c = p["cost"]
+        lines.append(
+            f"| {p['label']} | {p['n']} | {_ci(s.get('reward'))} | {_ci(s.get('vader'))} "
+            f"| {_ci(s.get('minilm'))} | {s['diversity']['mean']:.3f} "
+            f"| {s['coherence']['mean']:.3f} | {c['generated_tokens']:.1f} "
+            f"| {c['forward_calls']:.0f} | {c['seconds']:.2f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def _labels(metrics: RunMetrics) -> dict[str, str]:
+    return {p["id"]: p["label"] for p in metrics.points}
+
+
+def win_tie_table_md(
+    metrics: RunMetrics,
+    *,
+    points: Sequence[str] | None = None,
+    judges: Sequence[str] = JUDGE_SCORES,
+) -> str:
+    """Win-tie rate (%) of each configuration (rows) against each baseline by each judge."""
+    labels = _labels(metrics)
+    wanted = list(points) if points is not None else [p["id"] for p in metrics.points]
+    columns = [
+        (b["name"], j)
+        for b in metrics.baselines
+        if b["points"]
+        for j in judges
+        if any(w["baseline"] == b["name"] and w["judge"] == j for w in metrics.win_tie)
+    ]
+    if not columns:
+        return "_No baseline of the grid has results; no win-tie rates._\n"
+    index = {(w["point"], w["baseline"], w["judge"]): w for w in metrics.win_tie}
+    head = "| configuration | " + " | ".join(
+        f"vs {b} ({SCORE_TITLES.get(j, j)})" for b, j in columns
+    )
+    lines = [head + " |", "|---|" + "---:|" * len(columns)]
+    for pid in wanted:
+        cells = []
+        for b, j in columns:
+            w = index.get((pid, b, j))
+            cells.append("–" if w is None else f"{100 * w['win_tie']:.0f} %")
+        if all(c == "–" for c in cells):
+            continue
+        lines.append(f"| {labels[pid]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def focus_points(metrics: RunMetrics) -> list[str]:
+    """The configurations the win-tie plot shows: SRS points when the grid has any, else
+    every point that is not itself a baseline."""
+    srs = [
+        p["id"]
+        for p in metrics.points
+        if p["knobs"]["shaping"] == "srs" and p["knobs"]["method"] != "base"
+    ]
+    if srs:
+        return srs
+    baseline_ids = {pid for b in metrics.baselines for pid in b["points"]}
+    return [p["id"] for p in metrics.points if p["id"] not in baseline_ids]
+
+
+def plot_reward_vs_weight(metrics: RunMetrics, path: Path) -> Path | None:
+    """Mean steering reward against λ, one line per (method, shaping), with 95 % CI bars.
+
+    Only unperturbed points are drawn; base decoding (which has no λ) is a horizontal
+    line. Returns ``None`` (no file) when no (method, shaping) has two λ values.
+    """
+    groups: dict[str, list[tuple[float, dict[str, float]]]] = {}
+    base_reward = None
+    for p in metrics.points:
+        knobs = p["knobs"]
+        reward = p["scores"].get("reward")
+        if reward is None:
+            continue
+        if knobs["method"] == "base":
+            base_reward = reward
+            continue
+        if knobs.get("perturbation", "none") != "none":
+            continue
+        name = f"{knobs['method']}+{knobs['shaping']}"
+        groups.setdefault(name, []).append((float(knobs["weight"]), reward))
+    groups = {k: sorted(v, key=lambda t: t[0]) for k, v in groups.items() if len(v) >= 2}
+    if not groups:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, series in groups.items():
+        xs = [w for w, _ in series]
+        ys = [s["mean"] for _, s in series]
+        below = [s["mean"] - s["low"] for _, s in series]
+        above = [s["high"] - s["mean"] for _, s in series]
+        err = [below, above]
+        style = {"linewidth": 2.5, "zorder": 3} if name.endswith("+srs") else {"linewidth": 1.4}
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name, **style)
+    if base_reward is not None:
+        ax.axhline(base_reward["mean"], color="grey", linestyle="--", label="base")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("guidance weight λ")
+    ax.set_ylabel("mean steering reward (95 % CI)")
+    ax.set_title("Steering reward against λ by shaping scheme")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_win_tie(
+    metrics: RunMetrics,
+    path: Path,
+    *,
+    points: Sequence[str] | None = None,
+    judges: Sequence[str] = JUDGE_SCORES,
+) -> Path | None:
+    """Win-tie bars: one panel per judge, configurations on the x axis, a bar per baseline."""
+    wanted = list(points) if points is not None else focus_points(metrics)
+    labels = _labels(metrics)
+    baselines = [b["name"] for b in metrics.baselines if b["points"]]
+    index = {(w["point"], w["baseline"], w["judge"]): w["win_tie"] for w in metrics.win_tie}
+    judges = [j for j in judges if any(w["judge"] == j for w in metrics.win_tie)]
+    wanted = [p for p in wanted if any(k[0] == p for k in index)]
+    if not (wanted and baselines and judges):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        len(judges), 1, figsize=(max(7.0, 1.1 * len(wanted) + 3), 2.8 * len(judges)), squeeze=False
+    )
+    width = 0.8 / len(baselines)
+    for ax, judge in zip(axes[:, 0], judges, strict=True):
+        for j, baseline in enumerate(baselines):
+            xs = [i + (j - (len(baselines) - 1) / 2) * width for i in range(len(wanted))]
+            ys = [100 * index.get((p, baseline, judge), float("nan")) for p in wanted]
+            ax.bar(xs, ys, width=width, label=f"vs {baseline}")
+        ax.axhline(50, color="black", linewidth=0.8, linestyle="--")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("win-tie %")
+        ax.set_title(f"judge: {SCORE_TITLES.get(judge, judge)}", fontsize=10)
+        ax.set_xticks(range(len(wanted)))
+        ax.set_xticklabels([labels[p] for p in wanted], rotation=20, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, ncol=min(4, len(baselines)), loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_frontier(metrics: RunMetrics, path: Path) -> Path | None:
+    """Mean steering reward against mean seconds per prompt, with the Pareto frontier."""
+    pts = [
+        (p["cost"]["seconds"], p["scores"]["reward"]["mean"], p["label"])
+        for p in metrics.points
+        if "reward" in p["scores"]
+    ]
+    if not pts:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], zorder=3)
+    for x, y, label in pts:
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    # Pareto frontier: sorted by cost, keep each point that beats every cheaper one.
+    frontier = []
+    best = float("-inf")
+    for x, y, _ in sorted(pts):
+        if y > best:
+            frontier.append((x, y))
+            best = y
+    ax.step(
+        [x for x, _ in frontier],
+        [y for _, y in frontier],
+        where="post",
+        color="tab:red",
+        alpha=0.6,
+        label="frontier",
+    )
+    ax.set_xlabel("mean wall time per prompt (s)")
+    ax.set_ylabel("mean steering reward")
+    ax.set_title("Reward / cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` wrote."""
+
+    markdown: Path
+    figures: list[Path] = field(default_factory=list)
+    metrics: RunMetrics | None = None
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(target, start)).as_posix()
+
+
+def figures_md(figures: Sequence[Path], md_dir: Path) -> str:
+    """Markdown image links to the figures, relative to the Markdown file's folder."""
+    return "".join(f"![{f.stem}]({_relative(f, md_dir)})\n\n" for f in figures)
+
+
+def write_report(
+    run_path: str | Path,
+    *,
+    output: str | Path | None = None,
+    figures_dir: str | Path | None = None,
+    baselines: Sequence[str] | None = None,
+    device: str = "cpu",
+    metrics: RunMetrics | None = None,
+) -> Report:
+    """Write ``RUN.md`` (or ``output``) and PNG plots (in ``figures_dir``, default
+    ``RUN_figures/``) for a run file; also saves the metrics as ``RUN.metrics.json``."""
+    run = Path(run_path)
+    if metrics is None:
+        metrics = compute_metrics(run, baselines=baselines, device=device)
+    md = Path(output) if output is not None else run.with_suffix(".md")
+    figs = Path(figures_dir) if figures_dir is not None else run.with_name(run.stem + "_figures")
+    figs.mkdir(parents=True, exist_ok=True)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    run.with_name(run.name + ".metrics.json").write_text(
+        json.dumps(metrics.to_dict(), indent=1, default=list), encoding="utf-8"
+    )
+    written = [
+        f
+        for f in (
+            plot_reward_vs_weight(metrics, figs / "reward_vs_lambda.png"),
+            plot_win_tie(metrics, figs / "win_tie.png"),
+            plot_frontier(metrics, figs / "reward_cost.png"),
+        )
+        if f is not None
+    ]
+    parts = [
+        f"# Evaluation of `{run.name}`\n\n",
+        f"Config hash `{metrics.config_hash}`, {metrics.prompts} prompts, "
+        f"{len(metrics.points)} configurations with results. Scores are means with 95 % "
+        "percentile-bootstrap intervals; costs are means per prompt.\n\n",
+        metrics_table_md(metrics),
+        "\n## Win-tie rates against the baselines\n\n",
+        "Win-tie = (wins + ties) / prompts on the same prompts; each configuration is "
+        "compared with the baseline point that differs from it in the fewest knobs.\n\n",
+        win_tie_table_md(metrics),
+    ]
+    if metrics.skipped or metrics.missing:
+        parts.append("\n## Configurations without results\n\n")
+        for pid in metrics.missing:
+            parts.append(f"- `{pid}`: {metrics.skipped.get(pid, 'not run yet')}\n")
+    parts += ["\n## Figures\n\n", figures_md(written, md.parent)]
+    md.write_text("".join(parts), encoding="utf-8")
+    return Report(md, written, metrics)
