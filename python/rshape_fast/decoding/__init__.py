@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rshape_fast.decoding.best_of_n import run_bon, run_soft_bon, run_streaming_bon
 from rshape_fast.decoding.options import METHODS, PERTURBATIONS, SHAPINGS, DecodingOptions
 from rshape_fast.decoding.results import Cost, GenerationResult
 from rshape_fast.decoding.token_level import TokenLevelDecoder
@@ -65,7 +66,13 @@ def run_token_level(
 
 
 # Method name -> batch runner. Methods not listed here raise NotImplementedError.
-RUNNERS: dict[str, Runner] = {"base": run_token_level, "args": run_token_level}
+RUNNERS: dict[str, Runner] = {
+    "base": run_token_level,
+    "args": run_token_level,
+    "bon": run_bon,
+    "soft_bon": run_soft_bon,
+    "streaming_bon": run_streaming_bon,
+}
 
 
 def _resolve(

@@ -1,0 +1,267 @@
+"""The best-of-N family: `bon`, `soft_bon` and `streaming_bon` (algorithms.md §4).
+
+All three draw the same N samples per prompt: sample i of prompt index q is keyed
+`(q, i)` in the shared `Sampler`, so with the same seed they start from identical draws
+(and `streaming_bon` without rejection reproduces `bon` exactly).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rshape_fast._core import StreamingBestOfN
+from rshape_fast.decoding.options import DecodingOptions
+from rshape_fast.decoding.results import Cost, PhaseTimer
+from rshape_fast.decoding.sampler import (
+    Sample,
+    Sampler,
+    SequenceOutput,
+    encode_prompts,
+    require_reward_model,
+    score_texts,
+)
+from rshape_fast.decoding.sampling import row_seeds
+from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+from rshape_fast.perturbations import perturb_rewards
+from rshape_fast.shaping import fuse_and_select, shape_rewards
+
+# Sequence-level caps of the SRS weight (algorithms.md §2.3, "as the authors run CD"):
+# B_eff = min(B, 2·spread), γ = e^{min(B/β, 2)}, no cap on γ itself.
+SEQUENCE_CAPS = {"spread_ratio": 2.0, "max_weight": None, "max_exponent": 2.0}
+
+
+def sequence_shaping_kwargs(options: DecodingOptions) -> dict[str, object]:
+    """Shaping kwargs for a set of sampled responses/segments: the run's B, β, α, cap with
+    the sequence-level caps (the token-level `spread_ratio`/`max_weight` do not apply)."""
+    return {**options.shaping_kwargs(), **SEQUENCE_CAPS}
+
+
+def sequence_weight(options: DecodingOptions) -> float:
+    """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (algorithms.md §2.3)."""
+    return float(np.exp(min(options.bound / options.shaping_beta, SEQUENCE_CAPS["max_exponent"])))
+
+
+def _draw_all(
+    lm: LanguageModel,
+    prompts: list[str],
+    indices: list[int],
+    options: DecodingOptions,
+    costs: list[Cost],
+    timer: PhaseTimer,
+) -> tuple[Sampler, list[list[Sample]]]:
+    """A sampler started with N samples per prompt (keys `(prompt index, i)`)."""
+    sampler = Sampler(lm, options, costs, timer)
+    samples = [
+        [Sample(owner=pos, key=(indices[pos], i)) for i in range(options.n)]
+        for pos in range(len(prompts))
+    ]
+    flat = [s for group in samples for s in group]
+    sampler.start(encode_prompts(lm, prompts, options), flat, [s.owner for s in flat])
+    return sampler, samples
+
+
+def _selection_rewards(
+    rewards: np.ndarray, indices: list[int], options: DecodingOptions
+) -> np.ndarray:
+    """The rewards the choice is made on: the steering rewards, perturbed if asked."""
+    if options.perturbation == "none":
+        return rewards
+    seeds = row_seeds(options.seed, [(q, options.n, 1) for q in indices])
+    return perturb_rewards(
+        rewards, options.perturbation, seeds, noise_variance=options.noise_variance
+    )
+
+
+def _output(sample: Sample, index: int, cost: Cost, extras: dict[str, object]) -> SequenceOutput:
+    assert sample.reason is not None
+    return SequenceOutput(
+        index=index,
+        token_ids=sample.response_ids,
+        text=sample.text,
+        stop_reason=sample.reason,
+        cost=cost,
+        extras=extras,
+    )
+
+
+def _sample_and_score(
+    lm: LanguageModel,
+    rm: RewardModel | TextRewardModel,
+    prompts: list[str],
+    indices: list[int],
+    options: DecodingOptions,
+    costs: list[Cost],
+    timer: PhaseTimer,
+) -> tuple[list[list[Sample]], np.ndarray]:
+    """All N samples of every prompt, finished, with their steering rewards `[P, N]`."""
+    sampler, samples = _draw_all(lm, prompts, indices, options, costs, timer)
+    sampler.run()
+    flat = [s for group in samples for s in group]
+    rewards = score_texts(
+        rm, prompts, [s.owner for s in flat], [s.text for s in flat], costs, timer
+    )
+    return samples, rewards.reshape(len(prompts), options.n)
+
+
+def run_bon(
+    lm: LanguageModel,
+    rm: RewardModel | TextRewardModel | None,
+    prompts: list[str],
+    indices: list[int],
+    options: DecodingOptions,
+) -> list[SequenceOutput]:
+    """Best-of-N: the sample with the highest steering reward (ties: lowest sample index)."""
+    reward = require_reward_model(rm, options.method)
+    timer = PhaseTimer()
+    costs = [Cost() for _ in prompts]
+    samples, rewards = _sample_and_score(lm, reward, prompts, indices, options, costs, timer)
+    with timer.phase("select"):
+        chosen = np.argmax(_selection_rewards(rewards, indices, options), axis=1)
+    timer.charge(costs)
+    return [
+        _output(
+            samples[pos][int(chosen[pos])],
+            indices[pos],
+            costs[pos],
+            {"n": options.n, "rewards": rewards[pos].tolist(), "chosen": int(chosen[pos])},
+        )
+        for pos in range(len(prompts))
+    ]
+
+
+def run_soft_bon(
+    lm: LanguageModel,
+    rm: RewardModel | TextRewardModel | None,
+    prompts: list[str],
+    indices: list[int],
+    options: DecodingOptions,
+) -> list[SequenceOutput]:
+    """Soft best-of-N: one sample drawn with probability ∝ exp(λ · shaped reward).
+
+    Shaping is over each prompt's N samples with uniform probabilities and the
+    sequence-level caps; the draw is `fuse_and_select` on a zero base term (so the fused
+    score is λ·shaped) at temperature 1, seeded per prompt index.
+    """
+    reward = require_reward_model(rm, options.method)
+    timer = PhaseTimer()
+    costs = [Cost() for _ in prompts]
+    samples, rewards = _sample_and_score(lm, reward, prompts, indices, options, costs, timer)
+    with timer.phase("select"):
+        shaped = shape_rewards(
+            _selection_rewards(rewards, indices, options),
+            scheme=options.shaping,
+            **sequence_shaping_kwargs(options),  # type: ignore[arg-type]
+        )
+        # Shaping happened above; "raw" fuses the shaped values unchanged.
+        chosen, _ = fuse_and_select(
+            np.zeros_like(shaped),
+            shaped,
+            weight=options.weight,
+            scheme="raw",
+            probs_from_base=False,
+            greedy=False,
+            temperature=1.0,
+            seed=row_seeds(options.seed, [(q, options.n, 2) for q in indices]),
+        )
+        chosen = np.atleast_1d(chosen)
+    timer.charge(costs)
+    return [
+        _output(
+            samples[pos][int(chosen[pos])],
+            indices[pos],
+            costs[pos],
+            {
+                "n": options.n,
+                "rewards": rewards[pos].tolist(),
+                "shaped": shaped[pos].tolist(),
+                "chosen": int(chosen[pos]),
+            },
+        )
+        for pos in range(len(prompts))
+    ]
+
+
+def run_streaming_bon(
+    lm: LanguageModel,
+    rm: RewardModel | TextRewardModel | None,
+    prompts: list[str],
+    indices: list[int],
+    options: DecodingOptions,
+) -> list[SequenceOutput]:
+    """Streaming best-of-N with early rejection (after Sun et al. 2024).
+
+    All N samples of every prompt advance together. Every `checkpoint_tokens` tokens the
+    live partial responses are scored (and finished ones with their final text), recorded
+    in the Rust `StreamingBestOfN`, and the weakest `reject_fraction` of each prompt's live
+    samples are rejected and leave the LM cache. Finished samples keep their ranking slot.
+    The answer is the best finished sample by final steering reward. With
+    `reject_fraction=0` nothing is rejected and the result equals `bon`.
+    """
+    reward = require_reward_model(rm, options.method)
+    n = options.n
+    timer = PhaseTimer()
+    costs = [Cost() for _ in prompts]
+    sampler, samples = _draw_all(lm, prompts, indices, options, costs, timer)
+    state = StreamingBestOfN(len(prompts), n)
+    unrecorded: list[Sample] = []  # finished since the last record
+
+    def record(partial: list[Sample]) -> None:
+        batch = unrecorded + partial
+        if not batch:
+            return
+        scores = score_texts(
+            reward,
+            prompts,
+            [s.owner for s in batch],
+            [_partial_text(lm, s) for s in batch],
+            costs,
+            timer,
+        )
+        with timer.phase("select"):
+            ids = np.array([s.owner * n + s.key[1] for s in batch], dtype=np.int64)
+            state.record(ids, scores, np.array([s.done for s in batch], dtype=bool))
+        unrecorded.clear()
+
+    checkpoints = 0
+    step = 0
+    while sampler.live:
+        unrecorded.extend(sampler.step())
+        step += 1
+        if sampler.live and step % options.checkpoint_tokens == 0 and options.reject_fraction > 0:
+            record(list(sampler.live))
+            with timer.phase("select"):
+                rejected = set(state.prune(reject_fraction=options.reject_fraction).tolist())
+            sampler.drop([s for s in sampler.live if s.owner * n + s.key[1] in rejected])
+            checkpoints += 1
+    record([])
+    with timer.phase("select"):
+        best, _ = state.best_finished()
+        scores = state.scores().reshape(len(prompts), n)
+        finished = state.finished_mask().reshape(len(prompts), n)
+    timer.charge(costs)
+    outputs = []
+    for pos in range(len(prompts)):
+        chosen = int(best[pos]) - pos * n
+        outputs.append(
+            _output(
+                samples[pos][chosen],
+                indices[pos],
+                costs[pos],
+                {
+                    "n": n,
+                    # Final rewards of finished samples; None for rejected ones.
+                    "rewards": [
+                        float(scores[pos, i]) if finished[pos, i] else None for i in range(n)
+                    ],
+                    "chosen": chosen,
+                    "rejected": int((~finished[pos]).sum()),
+                    "checkpoints": checkpoints,
+                },
+            )
+        )
+    return outputs
+
+
+def _partial_text(lm: LanguageModel, sample: Sample) -> str:
+    """The response text to score: final text when done, else the tokens so far."""
+    return sample.text if sample.done else lm.decode(sample.response_ids)

@@ -1,0 +1,301 @@
+"""Batched base-model sampling of whole responses or segments, shared by the sequence methods.
+
+One `Sampler` advances many samples (rows) through one `LMState`: every distinct context
+(prompt, or prompt ⊕ response so far) is prefilled once and forked with `LMState.select`
+into the samples that continue it, so N samples of a prompt share the prompt's KV cache.
+Each row's token at step t is drawn with the uniform keyed by `(seed, *row.key, t)`, never
+by the row it occupies, so a batch of prompts and one prompt at a time draw the same tokens,
+and two methods that give a sample the same key (bon and streaming_bon) draw the same
+sample. Finished or rejected rows leave the cache before the next forward.
+
+Stop rules, checked after every token in this order: EOS (`eos`), a stop string in the
+response (`stop_string`), the response budget `max_new_tokens` (`length`). In segment mode
+a segment also ends when its text contains a delimiter (`delimiter`), at
+`max_segment_tokens` (`segment_length`), or, before a token is drawn, when the entropy of
+the next-token distribution exceeds `entropy_threshold` once the segment has
+`min_segment_tokens` tokens (`entropy`). Only the first three end a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rshape_fast.decoding.lm_state import LMState
+from rshape_fast.decoding.options import DecodingOptions
+from rshape_fast.decoding.results import Cost, PhaseTimer
+from rshape_fast.decoding.sampling import row_seeds, row_uniforms, sample_tokens
+from rshape_fast.decoding.token_level import RowOutput
+from rshape_fast.errors import ParameterError
+from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+
+# Stop reasons that end the whole response (the others only end a segment).
+FINAL_REASONS = ("eos", "stop_string", "length")
+SEGMENT_REASONS = ("delimiter", "entropy", "segment_length")
+
+
+@dataclass
+class SequenceOutput(RowOutput):
+    """A `RowOutput` with method-specific facts (samples, rewards, segments, ...)."""
+
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sample:
+    """One row of a `Sampler`: a response (or segment) being drawn for prompt `owner`.
+
+    `key` identifies the draw for seeding: the token at step t of this run uses the seed
+    of `(run seed, *key, t)`. `prefix` holds response tokens generated before this run
+    (segment search continues a prefix); `tokens` the ones drawn in this run.
+    """
+
+    owner: int
+    key: tuple[int, ...]
+    prefix: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    reason: str | None = None
+    text: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.reason is not None
+
+    @property
+    def final(self) -> bool:
+        """Whether the whole response is complete (not just a segment)."""
+        return self.reason in FINAL_REASONS
+
+    @property
+    def response_ids(self) -> list[int]:
+        """Prefix ⊕ tokens of this run, without a closing EOS token."""
+        ids = self.prefix + self.tokens
+        return ids[:-1] if self.reason == "eos" else ids
+
+
+def require_reward_model(
+    rm: RewardModel | TextRewardModel | None, method: str
+) -> RewardModel | TextRewardModel:
+    """The steering reward, or a clear error when the method is run without one."""
+    if rm is None:
+        raise ParameterError(f"rm: method {method!r} needs a reward model")
+    return rm
+
+
+def score_texts(
+    rm: RewardModel | TextRewardModel,
+    prompts: Sequence[str],
+    owners: Sequence[int],
+    texts: Sequence[str],
+    costs: Sequence[Cost],
+    timer: PhaseTimer,
+) -> np.ndarray:
+    """Steering rewards of `(prompts[owner], text)` pairs in one batched call (float32).
+
+    Charges each owner one reward call and the tokens of its scored texts. Reward models
+    tokenise the formatted pair exactly as `RewardModel.score` does, so the counts are the
+    model's real input sizes; plain text scorers have no tokens to count.
+    """
+    if not texts:
+        return np.zeros(0, dtype=np.float32)
+    pair_prompts = [prompts[o] for o in owners]
+    with timer.phase("rm"):
+        if isinstance(rm, RewardModel):
+            ids = [
+                rm._encode_text(rm.format(p, t)) for p, t in zip(pair_prompts, texts, strict=True)
+            ]
+            scores = rm.score_ids(ids)
+            for owner, seq in zip(owners, ids, strict=True):
+                costs[owner].rm_tokens += len(seq)
+        else:
+            scores = rm.score(pair_prompts, list(texts))
+    for owner in set(owners):
+        costs[owner].rm_calls += 1
+    return np.asarray(scores, dtype=np.float32)
+
+
+def next_token_entropy(logits: torch.Tensor) -> np.ndarray:
+    """Entropy in nats of softmax(logits) per row (the base distribution, temperature 1)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return (-(logp.exp() * logp).sum(-1)).cpu().numpy()
+
+
+class Sampler:
+    """Draws samples from the base LM for a batch; see the module docstring for the rules.
+
+    Usage: `start(contexts, samples, parents)`, then `step()` until `live` is empty (or
+    `run()`); `drop(...)` removes rows between steps (early rejection).
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        options: DecodingOptions,
+        costs: Sequence[Cost],
+        timer: PhaseTimer,
+        *,
+        segments: bool = False,
+    ) -> None:
+        self.lm = lm
+        self.options = options
+        self.costs = costs
+        self.timer = timer
+        self.segments = segments
+        self.live: list[Sample] = []
+        self._state: LMState | None = None
+        self._logits: torch.Tensor | None = None
+        # Tokens drawn in the last step and not yet run through the LM: the forward is
+        # deferred so rows dropped in between (finished or rejected) are never computed.
+        self._pending: torch.Tensor | None = None
+
+    def start(
+        self, contexts: Sequence[list[int]], samples: list[Sample], parents: Sequence[int]
+    ) -> None:
+        """Prefill each context once and fork it into the samples that continue it.
+
+        `contexts[j]` are full LM input ids (prompt ⊕ response prefix); sample `i`
+        continues `contexts[parents[i]]`.
+        """
+        if len(samples) != len(parents):
+            raise ValueError("one parent context per sample")
+        if not samples:
+            self.live = []
+            return
+        with self.timer.phase("lm"):
+            state = LMState(self.lm, list(contexts))
+            (logits,) = state.prefill()
+        for j, ctx in enumerate(contexts):
+            owners = {s.owner for s, p in zip(samples, parents, strict=True) if p == j}
+            for owner in owners:
+                self.costs[owner].lm_tokens += len(ctx)
+        for owner in {s.owner for s in samples}:
+            self.costs[owner].lm_calls += 1
+        index = list(parents)
+        state.select(index)
+        self._state = state
+        self._logits = logits[torch.as_tensor(index, dtype=torch.long, device=logits.device)]
+        self._pending = None
+        self.live = list(samples)
+
+    def _advance(self) -> None:
+        if self._pending is None:
+            return
+        assert self._state is not None
+        with self.timer.phase("lm"):
+            (self._logits,) = self._state.advance(self._pending)
+        for sample in self.live:
+            self.costs[sample.owner].lm_tokens += 1
+        for owner in {s.owner for s in self.live}:
+            self.costs[owner].lm_calls += 1
+        self._pending = None
+
+    def drop(self, samples: Sequence[Sample]) -> None:
+        """Remove live samples (e.g. rejected ones) before the next step."""
+        gone = {id(s) for s in samples}
+        keep = [row for row, s in enumerate(self.live) if id(s) not in gone]
+        self._keep(keep)
+
+    def _keep(self, keep: list[int]) -> None:
+        if len(keep) == len(self.live):
+            return
+        self.live = [self.live[row] for row in keep]
+        if not keep:
+            self._state, self._logits, self._pending = None, None, None
+            return
+        assert self._state is not None
+        self._state.select(keep)
+        index = torch.as_tensor(keep, dtype=torch.long)
+        if self._pending is not None:
+            self._pending = self._pending[index]
+        else:
+            assert self._logits is not None
+            self._logits = self._logits[index.to(self._logits.device)]
+
+    def step(self) -> list[Sample]:
+        """Draw one token for every live sample; return the samples that finished."""
+        if not self.live:
+            return []
+        self._advance()
+        assert self._logits is not None
+        opts = self.options
+        finished: list[Sample] = []
+        if self.segments and opts.entropy_threshold is not None:
+            # A segment ends where the model is unsure what comes next: the next token
+            # starts the following segment, so it is not drawn here.
+            with self.timer.phase("select"):
+                entropy = next_token_entropy(self._logits)
+            keep = []
+            for row, sample in enumerate(self.live):
+                long_enough = len(sample.tokens) >= opts.min_segment_tokens
+                if long_enough and entropy[row] > opts.entropy_threshold:
+                    self._finish(sample, "entropy", None)
+                    finished.append(sample)
+                else:
+                    keep.append(row)
+            self._keep(keep)
+            if not self.live:
+                return finished
+            assert self._logits is not None
+        with self.timer.phase("select"):
+            keys = [(*s.key, len(s.tokens)) for s in self.live]
+            uniforms = row_uniforms(row_seeds(opts.seed, keys))
+            tokens = sample_tokens(
+                self._logits,
+                uniforms,
+                temperature=opts.temperature,
+                top_k=opts.top_k,
+                top_p=opts.top_p,
+            ).cpu()
+        keep = []
+        for row, (sample, token) in enumerate(zip(self.live, tokens.tolist(), strict=True)):
+            sample.tokens.append(int(token))
+            self.costs[sample.owner].generated_tokens += 1
+            reason, text = self._stop_rule(sample, int(token))
+            if reason is None:
+                keep.append(row)
+            else:
+                self._finish(sample, reason, text)
+                finished.append(sample)
+        self._pending = tokens
+        self._keep(keep)
+        return finished
+
+    def run(self) -> None:
+        """Step until every sample is done."""
+        while self.live:
+            self.step()
+
+    def _finish(self, sample: Sample, reason: str, text: str | None) -> None:
+        sample.reason = reason
+        sample.text = text if text is not None else self.lm.decode(sample.response_ids)
+
+    def _stop_rule(self, sample: Sample, token: int) -> tuple[str | None, str | None]:
+        """(reason or None, text cut at a stop string or None) after appending `token`."""
+        opts = self.options
+        if token in self.lm.eos_token_ids:
+            return "eos", None
+        if opts.stop:
+            text = self.lm.decode(sample.prefix + sample.tokens)
+            hits = [text.find(s) for s in opts.stop if s in text]
+            if hits:
+                return "stop_string", text[: min(hits)]
+        if len(sample.prefix) + len(sample.tokens) >= opts.max_new_tokens:
+            return "length", None
+        if self.segments:
+            segment = self.lm.decode(sample.tokens)
+            if any(d in segment for d in opts.segment_delimiters):
+                return "delimiter", None
+            if len(sample.tokens) >= opts.max_segment_tokens:
+                return "segment_length", None
+        return None, None
+
+
+def encode_prompts(
+    lm: LanguageModel, prompts: Sequence[str], options: DecodingOptions
+) -> list[list[int]]:
+    """The LM input ids of each prompt (chat template as the options say)."""
+    return [lm.encode(p, chat_template=options.chat_template) for p in prompts]
