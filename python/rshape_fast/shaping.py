@@ -157,6 +157,9 @@ def shape_rewards(
       with weight ``gamma`` (see the module docs).
     - ``srs_hard``: ``B_eff * (r >= m*)``.
 
+    Thresholds and distances are computed in float64; the sigmoid itself is taken in
+    float32, the precision of the result.
+
     The defaults are the token-level ARGS caps (``gamma = min(exp(B_eff / beta), 2)``);
     ``max_weight=None, max_exponent=2.0, spread_ratio=2.0`` is the sequence-level CD rule
     (``gamma = exp(min(bound / beta, 2))``).

@@ -2,9 +2,11 @@
 //!
 //! Everything is computed in `f64` but for the sigmoids and the softmax weights, which are
 //! taken in `f32`, the precision of the shaped rewards handed back.
+//!
 //! The Stackelberg threshold is solved exactly: `F(m) = Σ p_i w_i(m) (r_i − m)` is
-//! piecewise linear with breakpoints at the rewards, so after one sort the piece whose
-//! ends bracket the sign change is found in a single walk and its linear equation solved.
+//! piecewise linear with breakpoints at the rewards, so it suffices to find the piece on
+//! which F changes sign and solve its linear equation. Long rows sort once and walk the
+//! pieces; short rows (token-level candidate sets) take a few exact Newton steps instead.
 
 use std::fmt;
 
@@ -305,6 +307,19 @@ pub(crate) fn threshold_row(
     scratch: &mut Scratch,
 ) -> f64 {
     let (lo, hi) = min_max(rewards);
+    threshold_row_within(rewards, probs, inv_gamma, scratch, lo, hi)
+}
+
+/// [`threshold_row`] for a row whose smallest and largest rewards are known.
+#[inline(always)]
+fn threshold_row_within(
+    rewards: &[f32],
+    probs: Option<&[f64]>,
+    inv_gamma: f64,
+    scratch: &mut Scratch,
+    lo: f64,
+    hi: f64,
+) -> f64 {
     if lo == hi {
         return lo;
     }
@@ -332,13 +347,19 @@ pub(crate) fn threshold_row(
 /// the left each Newton step lands at or before the root, and every step that does not
 /// finish passes at least one reward: at most n steps, usually two or three. A step uses
 /// the line of the piece `(a, b]` holding the current point; if that line's root is
-/// `≤ b`, it is the root. Each step is one branch-free pass, which beats sorting (whose
-/// compares mispredict) for short rows.
+/// `≤ b`, it is the root. Each step is one short pass, and no sort: measured faster than
+/// sorting for the rows of token-level decoding.
 #[inline(always)]
 fn root_by_newton(d: &[f64], p: &[f64], inv_gamma: f64) -> f64 {
+    newton_steps(d, p, inv_gamma).0
+}
+
+/// [`root_by_newton`] and the number of steps it took.
+#[inline(always)]
+fn newton_steps(d: &[f64], p: &[f64], inv_gamma: f64) -> (f64, usize) {
     let top = d.iter().fold(0.0, |m: f64, &x| if x > m { x } else { m });
     let mut m = 0.0;
-    for _ in 0..=d.len() {
+    for step in 1..=d.len() + 1 {
         let (mut pu, mut qu, mut pl, mut ql) = (0.0, 0.0, 0.0, 0.0);
         let mut b = f64::INFINITY;
         for (&d, &p) in d.iter().zip(p) {
@@ -360,12 +381,12 @@ fn root_by_newton(d: &[f64], p: &[f64], inv_gamma: f64) -> f64 {
         };
         if next <= b {
             // Rounding can put `next` a hair below `m`; the root is never left of it.
-            return if next > m { next } else { m };
+            return (if next > m { next } else { m }, step);
         }
         m = next;
     }
     // Unreachable: every step that does not return passes a reward.
-    m
+    (m, d.len() + 2)
 }
 
 /// Larger rows: sort once and walk the pieces from the bottom with running sums.
@@ -572,14 +593,15 @@ fn shape_row(
         Scheme::Cap => write_each(out, rewards, |r| (r - lo).clamp(0.0, params.cap)),
         Scheme::SrsHard => {
             let gamma = params.srs_weight(b_eff);
-            let threshold = threshold_row(rewards, probs, 1.0 / gamma, scratch);
+            let threshold = threshold_row_within(rewards, probs, 1.0 / gamma, scratch, lo, hi);
             write_each(out, rewards, |r| if r >= threshold { b_eff } else { 0.0 });
         }
         Scheme::MeanSoft | Scheme::Srs => {
             let threshold = if scheme == Scheme::MeanSoft {
                 weighted_mean(rewards, probs, lo)
             } else {
-                threshold_row(rewards, probs, 1.0 / params.srs_weight(b_eff), scratch)
+                let gamma = params.srs_weight(b_eff);
+                threshold_row_within(rewards, probs, 1.0 / gamma, scratch, lo, hi)
             };
             // The distance to the threshold in float64 (rewards may be huge and close);
             // the sigmoid of it is taken in float32, the precision of the result.
@@ -763,6 +785,26 @@ mod tests {
             Scheme::parse("bogus"),
             Err(Error::Parameter { arg: "scheme", .. })
         ));
+    }
+
+    #[test]
+    fn newton_finishes_in_a_few_steps() {
+        let mut rng = crate::rng::SplitMix64::new(31);
+        for gamma in [1.0, 2.0, 20.0, 1e4] {
+            let mut total = 0;
+            for _ in 0..1000 {
+                let d: Vec<f64> = (0..10).map(|_| rng.next_f64() * 5.0).collect();
+                let p: Vec<f64> = (0..10).map(|_| rng.next_f64()).collect();
+                let (_, steps) = newton_steps(&d, &p, 1.0 / gamma);
+                assert!(steps <= d.len() + 1, "gamma {gamma}: {steps} steps");
+                total += steps;
+            }
+            // Measured: about 2.6 steps at gamma = 2, 3.5 at gamma = 20.
+            assert!(
+                total <= 5 * 1000,
+                "gamma {gamma}: {total} steps in 1000 rows"
+            );
+        }
     }
 
     #[test]
