@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=int, default=128, help="tokens per response")
     demo.add_argument("--device", default="cpu", help="torch device")
     demo.set_defaults(func=cmd_demo)
+
+    from rshape_fast.cd.cli import add_cd_commands
+
+    add_cd_commands(sub)
+
     from rshape_fast.eval.cli import add_eval_commands
 
     add_eval_commands(sub)

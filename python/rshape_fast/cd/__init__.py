@@ -4,20 +4,33 @@ Offline, `collect` samples M base responses per training prompt and stores their
 states and rewards; `train_value_head` fits `V(h)` on per-prompt shaped rewards. Online,
 `generate(method="cd", value_head=PATH, weight=λ)` scores the top-k next tokens by
 `log p_T(v) + λ·V(prefix ⊕ v)` (see `rshape_fast.decoding.controlled`).
+
+Names are imported lazily so that `rshape --help` (which registers the cd commands) does
+not pay for importing torch.
 """
 
-from rshape_fast.cd.data import CDDataConfig, CDDataset, CollectReport, DataConfigError, collect
-from rshape_fast.cd.train import TrainConfig, train_value_head
-from rshape_fast.cd.value_head import ValueHead, load_value_head
+from __future__ import annotations
 
-__all__ = [
-    "CDDataConfig",
-    "CDDataset",
-    "CollectReport",
-    "DataConfigError",
-    "TrainConfig",
-    "ValueHead",
-    "collect",
-    "load_value_head",
-    "train_value_head",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CDDataConfig": "rshape_fast.cd.data",
+    "CDDataset": "rshape_fast.cd.data",
+    "CollectReport": "rshape_fast.cd.data",
+    "DataConfigError": "rshape_fast.cd.data",
+    "collect": "rshape_fast.cd.data",
+    "TrainConfig": "rshape_fast.cd.train",
+    "train_value_head": "rshape_fast.cd.train",
+    "ValueHead": "rshape_fast.cd.value_head",
+    "load_value_head": "rshape_fast.cd.value_head",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rshape_fast.cd' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

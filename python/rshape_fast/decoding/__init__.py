@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rshape_fast.decoding.best_of_n import run_bon, run_soft_bon, run_streaming_bon
+from rshape_fast.decoding.controlled import run_controlled
 from rshape_fast.decoding.options import METHODS, PERTURBATIONS, SHAPINGS, DecodingOptions
 from rshape_fast.decoding.results import Cost, GenerationResult
 from rshape_fast.decoding.token_level import TokenLevelDecoder
@@ -72,6 +73,7 @@ RUNNERS: dict[str, Runner] = {
     "bon": run_bon,
     "soft_bon": run_soft_bon,
     "streaming_bon": run_streaming_bon,
+    "cd": run_controlled,
 }
 
 
