@@ -358,21 +358,31 @@ fn root_by_newton(d: &[f64], p: &[f64], inv_gamma: f64) -> f64 {
 #[inline(always)]
 fn newton_steps(d: &[f64], p: &[f64], inv_gamma: f64) -> (f64, usize) {
     let top = d.iter().fold(0.0, |m: f64, &x| if x > m { x } else { m });
-    let mut m = 0.0;
-    for step in 1..=d.len() + 1 {
-        let (mut pu, mut qu, mut pl, mut ql) = (0.0, 0.0, 0.0, 0.0);
+    let (mut total_p, mut total_q) = (0.0, 0.0);
+    for (&d, &p) in d.iter().zip(p) {
+        total_p += p;
+        total_q += p * d;
+    }
+    // The first step, from the smallest reward (all rewards in U), lands on the mean.
+    let mut m = total_q / total_p;
+    if !(m > 0.0) {
+        return (0.0, 1);
+    }
+    for step in 2..=d.len() + 1 {
+        // Only U's sums are accumulated; L's are the totals minus them. The difference
+        // may cancel when L is nearly empty, but then `P_U` dominates the denominator and
+        // `Q_U` the numerator, so the root keeps its precision.
+        let (mut pu, mut qu) = (0.0, 0.0);
         let mut b = f64::INFINITY;
         for (&d, &p) in d.iter().zip(p) {
             let upper = d >= m;
             let pu_i = if upper { p } else { 0.0 };
-            let pl_i = p - pu_i;
             pu += pu_i;
             qu += pu_i * d;
-            pl += pl_i;
-            ql += pl_i * d;
             let candidate = if upper { d } else { f64::INFINITY };
             b = if candidate < b { candidate } else { b };
         }
+        let (pl, ql) = (total_p - pu, total_q - qu);
         let den = inv_gamma * pl + pu;
         let next = if den > 0.0 {
             ((inv_gamma * ql + qu) / den).min(top)
