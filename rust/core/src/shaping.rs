@@ -365,7 +365,7 @@ fn newton_steps(d: &[f64], p: &[f64], inv_gamma: f64) -> (f64, usize) {
     }
     // The first step, from the smallest reward (all rewards in U), lands on the mean.
     let mut m = total_q / total_p;
-    if !(m > 0.0) {
+    if m <= 0.0 {
         return (0.0, 1);
     }
     for step in 2..=d.len() + 1 {
