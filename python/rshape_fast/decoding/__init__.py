@@ -11,6 +11,7 @@ from rshape_fast.decoding.best_of_n import run_bon, run_soft_bon, run_streaming_
 from rshape_fast.decoding.controlled import run_controlled
 from rshape_fast.decoding.options import METHODS, PERTURBATIONS, SHAPINGS, DecodingOptions
 from rshape_fast.decoding.results import Cost, GenerationResult
+from rshape_fast.decoding.segments import run_segment, run_segment_beam
 from rshape_fast.decoding.token_level import TokenLevelDecoder
 from rshape_fast.errors import InvalidInputError, ParameterError
 from rshape_fast.models import (
@@ -74,6 +75,8 @@ RUNNERS: dict[str, Runner] = {
     "soft_bon": run_soft_bon,
     "streaming_bon": run_streaming_bon,
     "cd": run_controlled,
+    "segment": run_segment,
+    "segment_beam": run_segment_beam,
 }
 
 
