@@ -235,6 +235,7 @@ def train_value_head(
                 "val_adjacent_mse": best["adjacent_mse"],
                 "val_constant_loss": baseline,
                 "train_loss": train_metrics["loss"],
+                "train_constant_loss": float(torch.mean((train.targets - constant) ** 2)),
                 "best_epoch": best_epoch,
                 "epochs": epochs,
                 "seconds": time.perf_counter() - start,
