@@ -12,6 +12,12 @@ from typing import Any
 
 from rshape_fast.errors import RshapeError
 
+
+def _delimiters(text: str) -> tuple[str, ...]:
+    """`--segment-delimiters` value: comma-separated, with backslash escapes such as \\n."""
+    return tuple(text.encode().decode("unicode_escape").split(","))
+
+
 # (flag, DecodingOptions field, type, help). Defaults come from DecodingOptions itself.
 KNOBS: list[tuple[str, str, Any, str]] = [
     ("--method", "method", str, "decoding method"),
@@ -33,6 +39,17 @@ KNOBS: list[tuple[str, str, Any, str]] = [
     ("--max-new-tokens", "max_new_tokens", int, "tokens to generate at most"),
     ("--batch-size", "batch_size", int, "prompts decoded together"),
     ("--seed", "seed", int, "seed of every random draw"),
+    ("--n", "n", int, "best-of-N family: samples per prompt"),
+    ("--checkpoint-tokens", "checkpoint_tokens", int, "streaming_bon: tokens per checkpoint"),
+    ("--reject-fraction", "reject_fraction", float, "streaming_bon: share rejected per check"),
+    ("--segment-delimiters", "segment_delimiters", _delimiters, "segment ends: 'a,b', \\n escapes"),
+    ("--entropy-threshold", "entropy_threshold", float, "segment ends above this entropy"),
+    ("--min-segment-tokens", "min_segment_tokens", int, "segment tokens before the entropy rule"),
+    ("--max-segment-tokens", "max_segment_tokens", int, "length cap of a segment"),
+    ("--segment-samples", "segment_samples", int, "segments sampled per prefix and round"),
+    ("--retries", "retries", int, "segment: extra rounds before taking the best"),
+    ("--accept-threshold", "accept_threshold", float, "segment: fixed acceptance reward"),
+    ("--beam-width", "beam_width", int, "segment_beam: prefixes kept per prompt"),
 ]
 
 
