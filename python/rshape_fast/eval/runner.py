@@ -417,6 +417,7 @@ def run_eval(
     device: str = "cpu",
     progress: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    keep_going: bool = False,
 ) -> RunSummary:
     """Decode every (grid point, prompt) pair not yet in the run file, appending as it goes.
 
@@ -430,6 +431,9 @@ def run_eval(
         device: where models named by the config are loaded.
         progress: show a progress bar over the grid's pending generations.
         on_row: called after each row is written (tests use it to simulate a crash).
+        keep_going: record a point whose decoding raises (any ``Exception``) as skipped
+            and go on with the next one, instead of stopping the run; for long unattended
+            runs over methods that are still being written.
 
     Returns:
         A :class:`RunSummary`; points whose method is not implemented are listed in
@@ -549,8 +553,15 @@ def run_eval(
                     )
                 except NotImplementedError as exc:
                     # Methods are being added in parallel; a run records what it could not do.
-                    skipped[point.id] = f"not implemented: {exc}"
-                    _append(handle, {"type": "skip", "point_id": point.id, "reason": str(exc)})
+                    reason = f"not implemented: {exc}"
+                    skipped[point.id] = reason
+                    _append(handle, {"type": "skip", "point_id": point.id, "reason": reason})
+                except Exception as exc:
+                    if not keep_going:
+                        raise
+                    reason = f"failed: {type(exc).__name__}: {exc}"
+                    skipped[point.id] = reason
+                    _append(handle, {"type": "skip", "point_id": point.id, "reason": reason})
     finally:
         if bar is not None:
             bar.close()
