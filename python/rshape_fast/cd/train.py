@@ -179,7 +179,7 @@ def train_value_head(
     head = ValueHead(train.hidden.shape[-1], config.width)
     # Start at the mean target: the constant baseline is where training begins.
     with torch.no_grad():
-        head.net[-1].bias.fill_(float(train.targets.mean()))
+        head.output_layer.bias.fill_(float(train.targets.mean()))
     optimiser = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     constant = float(train.targets.mean())
     baseline = float(torch.mean((val.targets - constant) ** 2))

@@ -47,8 +47,15 @@ class ValueHead(nn.Module):
                 f"value head: hidden states have size {hidden.shape[-1]}, "
                 f"the head was trained on {self.hidden_size}"
             )
-        weight = self.net[0].weight
+        weight = next(self.parameters())
         return self.net(hidden.to(device=weight.device, dtype=weight.dtype)).squeeze(-1)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The final `Linear(width, 1)` (training initialises its bias at the mean target)."""
+        layer = self.net[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write weights and config to the folder `path` (created if needed)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.decoding.options import DecodingOptions
@@ -74,13 +75,19 @@ def keep_candidate(state: LMState, chosen: torch.Tensor) -> None:
     rows = torch.arange(state.rows, device=state.device)
     column = past + chosen.to(state.device)
     for layer in state.cache.layers:
+        if (
+            not isinstance(layer, DynamicLayer)
+            or isinstance(layer, DynamicSlidingWindowLayer)
+            or layer.keys is None
+            or layer.values is None
+        ):
+            # Sliding-window, linear-attention or offloaded layers do not keep every
+            # position as one column per token, so a column cannot simply be picked.
+            raise TypeError(f"cd needs a plain dynamic KV cache, got {type(layer).__name__}")
         # [rows, heads, past + k, dim] -> [rows, heads, past + 1, dim]
-        layer.keys = torch.cat(
-            [layer.keys[:, :, :past], layer.keys[rows, :, column].unsqueeze(2)], 2
-        )
-        layer.values = torch.cat(
-            [layer.values[:, :, :past], layer.values[rows, :, column].unsqueeze(2)], 2
-        )
+        keys, values = layer.keys, layer.values
+        layer.keys = torch.cat([keys[:, :, :past], keys[rows, :, column].unsqueeze(2)], 2)
+        layer.values = torch.cat([values[:, :, :past], values[rows, :, column].unsqueeze(2)], 2)
     state.mask = torch.cat([state.mask, state.mask.new_ones((state.rows, 1))], dim=1)
 
 
