@@ -131,6 +131,10 @@ def _win_tie(metrics: RunMetrics, point: str, baseline_point: str, judge: str) -
     return None
 
 
+def _percent(rate: float | None) -> str:
+    return "–" if rate is None else f"{100 * rate:.0f} %"
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
@@ -344,7 +348,7 @@ def _robustness_section(metrics: RunMetrics, figure: Path, md_dir: Path) -> str:
     ahead = 0
     for name, p, judges in rows:
         ahead += p.diff > 0
-        cells = [("–" if judges[j] is None else f"{100 * judges[j]:.0f} %") for j in HELD_OUT]
+        cells = [_percent(judges[j]) for j in HELD_OUT]
         table += (
             f"| {name} | {p.b:+.3f} | {p.a:+.3f} | {p.diff:+.3f} [{p.low:+.3f}, {p.high:+.3f}] "
             f"| {cells[0]} | {cells[1]} |\n"

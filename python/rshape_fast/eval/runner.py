@@ -35,11 +35,6 @@ import numpy as np
 from rshape_fast.errors import InvalidInputError, ParameterError, RshapeError
 from rshape_fast.eval.metrics import bootstrap_ci, diversity, win_tie_rate
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 has no tomllib
-    import tomli as tomllib
-
 __all__ = [
     "DEFAULT_BASELINES",
     "FORMAT_VERSION",
@@ -92,6 +87,19 @@ DEFAULT_BASELINES: tuple[str, ...] = (
 present in the grid)."""
 
 DEFAULT_JUDGES: tuple[str, ...] = ("vader", "minilm")
+
+
+def _tomllib() -> Any:
+    """The TOML reader: the standard library's from 3.11, `tomli` on 3.10."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:  # pragma: no cover - only on Python 3.10
+        import tomli
+    except ImportError as exc:  # pragma: no cover
+        raise InvalidInputError("reading TOML on Python 3.10 needs `pip install tomli`") from exc
+    return tomli  # pragma: no cover
 
 
 class RunFileError(InvalidInputError):
@@ -213,6 +221,7 @@ def load_config(path: str | Path) -> EvalConfig:
     A single ``[grid]`` table (not an array) is accepted as one block.
     """
     file = Path(path)
+    tomllib = _tomllib()
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -476,8 +485,8 @@ def run_eval(
     else:
         if existing.dropped_partial_line:
             # Cut the interrupted tail off so that the next record starts on its own line.
-            with file.open("r+b") as handle:
-                handle.truncate(existing.good_bytes)
+            with file.open("r+b") as raw_handle:
+                raw_handle.truncate(existing.good_bytes)
         done = existing.done()
 
     pending = {
@@ -600,6 +609,7 @@ def parse_selector(text: str) -> dict[str, Any]:
 
 def parse_value(text: str) -> Any:
     """A knob value from the command line: a TOML scalar if it is one, else the string."""
+    tomllib = _tomllib()
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

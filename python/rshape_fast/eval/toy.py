@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -75,7 +76,7 @@ class ToyExample:
     soft_utilities: tuple[float, ...]
 
 
-def _kernel_kwargs(bound: float, beta: float, reward_range: float) -> dict[str, float | None]:
+def _kernel_kwargs(bound: float, beta: float, reward_range: float) -> dict[str, Any]:
     # The toy example uses the plain bound B and weight e^{B/β}: no practical caps, so the
     # spread ratio is made large enough that B_eff = B, and the weight is uncapped.
     spread_ratio = 2.0 * bound / reward_range if reward_range > 0 else 1.0
@@ -88,8 +89,8 @@ def _kernel_kwargs(bound: float, beta: float, reward_range: float) -> dict[str, 
 
 
 def soft_utility_curve(
-    rewards: Sequence[float],
-    probs: Sequence[float],
+    rewards: npt.ArrayLike,
+    probs: npt.ArrayLike,
     alphas: Sequence[float],
     *,
     beta: float = 1.0,
