@@ -227,8 +227,13 @@ fn row_topk(row: &[f32], k: usize, scratch: &mut Scratch) -> std::result::Result
 trait Lanes: Copy {
     /// Bit `j` is set when `block[j] > t` or `block[j]` is NaN.
     fn block_mask(self, block: &[f32; BLOCK], t: f32) -> Mask;
-    /// The block's maximum (meaningless if it holds a NaN) and whether it holds a NaN.
-    fn block_max(self, block: &[f32; BLOCK]) -> (f32, bool);
+    /// Whether any NaN was seen, accumulated over many blocks.
+    type NanSeen: Copy;
+    fn no_nan_seen(self) -> Self::NanSeen;
+    fn any_nan_seen(self, seen: Self::NanSeen) -> bool;
+    /// The block's maximum (meaningless if it holds a NaN); a NaN in it is recorded in
+    /// `seen`, which is tested once per row rather than once per block.
+    fn block_max(self, block: &[f32; BLOCK], seen: &mut Self::NanSeen) -> f32;
 }
 
 /// Plain Rust; LLVM vectorises the maximum (`if x > m` is exactly `maxps`).
@@ -247,15 +252,24 @@ impl Lanes for Portable {
         mask
     }
 
+    type NanSeen = bool;
+
+    fn no_nan_seen(self) -> bool {
+        false
+    }
+
+    fn any_nan_seen(self, seen: bool) -> bool {
+        seen
+    }
+
     #[inline(always)]
-    fn block_max(self, block: &[f32; BLOCK]) -> (f32, bool) {
+    fn block_max(self, block: &[f32; BLOCK], seen: &mut bool) -> f32 {
         let mut m = block[0];
-        let mut nan = false;
         for &x in block {
             m = if x > m { x } else { m };
-            nan |= x.is_nan();
+            *seen |= x.is_nan();
         }
-        (m, nan)
+        m
     }
 }
 
@@ -316,21 +330,35 @@ mod x86 {
             }
         }
 
+        type NanSeen = __m256;
+
         #[inline(always)]
-        fn block_max(self, block: &[f32; BLOCK]) -> (f32, bool) {
+        fn no_nan_seen(self) -> __m256 {
+            // SAFETY: an `Avx` exists only where AVX is available.
+            unsafe { _mm256_setzero_ps() }
+        }
+
+        #[inline(always)]
+        fn any_nan_seen(self, seen: __m256) -> bool {
+            // SAFETY: as above.
+            unsafe { _mm256_testz_ps(seen, seen) == 0 }
+        }
+
+        #[inline(always)]
+        fn block_max(self, block: &[f32; BLOCK], seen: &mut __m256) -> f32 {
             let p = block.as_ptr();
             // SAFETY: as in `block_mask`.
             unsafe {
                 let v: [__m256; AVX_VECTORS] =
                     std::array::from_fn(|i| _mm256_loadu_ps(p.add(8 * i)));
                 // One unordered compare tests two vectors for NaN.
-                let nan = v
+                *seen = v
                     .chunks_exact(2)
                     .map(|pair| _mm256_cmp_ps::<_CMP_UNORD_Q>(pair[0], pair[1]))
-                    .fold(_mm256_setzero_ps(), |acc, x| _mm256_or_ps(acc, x));
+                    .fold(*seen, |acc, x| _mm256_or_ps(acc, x));
                 let m8 = v[1..].iter().fold(v[0], |m, &x| _mm256_max_ps(m, x));
                 let m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps::<1>(m8));
-                (horizontal_max(m4), _mm256_testz_ps(nan, nan) == 0)
+                horizontal_max(m4)
             }
         }
     }
@@ -362,18 +390,32 @@ mod x86 {
             }
         }
 
+        type NanSeen = __m128;
+
         #[inline(always)]
-        fn block_max(self, block: &[f32; BLOCK]) -> (f32, bool) {
+        fn no_nan_seen(self) -> __m128 {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe { _mm_setzero_ps() }
+        }
+
+        #[inline(always)]
+        fn any_nan_seen(self, seen: __m128) -> bool {
+            // SAFETY: as above.
+            unsafe { _mm_movemask_ps(seen) != 0 }
+        }
+
+        #[inline(always)]
+        fn block_max(self, block: &[f32; BLOCK], seen: &mut __m128) -> f32 {
             let p = block.as_ptr();
             // SAFETY: as in `block_mask`.
             unsafe {
                 let v: [__m128; SSE_VECTORS] = std::array::from_fn(|i| _mm_loadu_ps(p.add(4 * i)));
-                let nan = v
+                *seen = v
                     .chunks_exact(2)
                     .map(|pair| _mm_cmpunord_ps(pair[0], pair[1]))
-                    .fold(_mm_setzero_ps(), |acc, x| _mm_or_ps(acc, x));
+                    .fold(*seen, |acc, x| _mm_or_ps(acc, x));
                 let m = v[1..].iter().fold(v[0], |m, &x| _mm_max_ps(m, x));
-                (horizontal_max(m), _mm_movemask_ps(nan) != 0)
+                horizontal_max(m)
             }
         }
     }
@@ -399,7 +441,9 @@ fn row_topk_with<L: Lanes>(
     scratch: &mut Scratch,
 ) -> std::result::Result<(), usize> {
     let blocks = Blocks::new(row);
-    if blocks.len() >= BLOCKS_PER_K_FOR_TWO_PASSES * k && two_passes(lanes, blocks, k, scratch)? {
+    if blocks.len() >= BLOCKS_PER_K_FOR_TWO_PASSES * k
+        && two_passes(lanes, row, blocks, k, scratch)?
+    {
         return Ok(());
     }
     one_pass(lanes, row, k, &mut scratch.buffer)?;
@@ -412,26 +456,24 @@ fn row_topk_with<L: Lanes>(
 #[inline(always)]
 fn two_passes<L: Lanes>(
     lanes: L,
+    row: &[f32],
     blocks: Blocks<'_>,
     k: usize,
     scratch: &mut Scratch,
 ) -> std::result::Result<bool, usize> {
-    // Pass 1: block maxima, branch-free but for a never-taken NaN check.
+    // Pass 1: block maxima, branch-free; NaN is looked for once, at the end.
     let block_max = &mut scratch.block_max;
     block_max.clear();
     block_max.resize(blocks.len(), 0.0);
-    for (j, (block, slot)) in blocks.iter().zip(block_max.iter_mut()).enumerate() {
-        let (m, nan) = lanes.block_max(block);
-        if nan {
-            return Err(j * BLOCK + first_nan(block));
-        }
-        *slot = m;
+    let mut nan_seen = lanes.no_nan_seen();
+    for (block, slot) in blocks.iter().zip(block_max.iter_mut()) {
+        *slot = lanes.block_max(block, &mut nan_seen);
     }
     let tail = blocks.tail;
+    if lanes.any_nan_seen(nan_seen) || tail.iter().any(|x| x.is_nan()) {
+        return Err(first_nan(row));
+    }
     if !tail.is_empty() {
-        if tail.iter().any(|x| x.is_nan()) {
-            return Err(blocks.len() * BLOCK + first_nan(tail));
-        }
         block_max.push(tail.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)));
     }
 

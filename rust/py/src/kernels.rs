@@ -32,6 +32,7 @@ type SelectionArrays<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<f32>
 /// A borrowed `rows × cols` float32 matrix.
 struct Matrix<'py> {
     array: PyReadonlyArrayDyn<'py, f32>,
+    arg: &'static str,
     rows: usize,
     cols: usize,
 }
@@ -40,7 +41,7 @@ impl Matrix<'_> {
     fn slice(&self) -> PyResult<&[f32]> {
         self.array
             .as_slice()
-            .map_err(|_| shape("array", "must be C-contiguous"))
+            .map_err(|_| shape(self.arg, "must be C-contiguous"))
     }
 }
 
@@ -49,7 +50,7 @@ impl Matrix<'_> {
 fn matrix<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Matrix<'py>> {
     let array = obj.cast::<PyArrayDyn<f32>>().map_err(|_| {
         PyTypeError::new_err(format!(
-            "{arg}: expected a float32 numpy array (rshape_fast.{arg} callers convert with \
+            "{arg}: expected a float32 numpy array (the rshape_fast wrappers convert with \
              numpy.ascontiguousarray(x, numpy.float32))"
         ))
     })?;
@@ -66,7 +67,12 @@ fn matrix<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Matrix<'p
     let array = array
         .try_readonly()
         .map_err(|e| shape(arg, format!("cannot be borrowed: {e}")))?;
-    Ok(Matrix { array, rows, cols })
+    Ok(Matrix {
+        array,
+        arg,
+        rows,
+        cols,
+    })
 }
 
 /// An optional matrix that must match `like`'s shape.
