@@ -177,8 +177,10 @@ def train_value_head(
 
     torch.manual_seed(config.seed)
     head = ValueHead(train.hidden.shape[-1], config.width)
-    # Start at the mean target: the constant baseline is where training begins.
+    # Start exactly at the constant predictor (zero output weights, bias = mean target):
+    # early stopping then never returns a head that is worse on validation than it.
     with torch.no_grad():
+        head.output_layer.weight.zero_()
         head.output_layer.bias.fill_(float(train.targets.mean()))
     optimiser = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     constant = float(train.targets.mean())
