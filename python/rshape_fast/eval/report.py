@@ -81,28 +81,37 @@ def win_tie_table_md(
     points: Sequence[str] | None = None,
     judges: Sequence[str] = JUDGE_SCORES,
 ) -> str:
-    """Win-tie rate (%) of each configuration (rows) against each baseline by each judge."""
+    """Win-tie rate (%) of each configuration (rows) against each baseline (columns).
+
+    Each cell holds one rate per judge, in the order named above the table
+    (``"67 / 50 / 83"``), so that the table stays narrow with many baselines.
+    """
     labels = _labels(metrics)
     wanted = list(points) if points is not None else [p["id"] for p in metrics.points]
+    judges = [j for j in judges if any(w["judge"] == j for w in metrics.win_tie)]
     columns = [
-        (b["name"], j)
+        b["name"]
         for b in metrics.baselines
-        if b["points"]
-        for j in judges
-        if any(w["baseline"] == b["name"] and w["judge"] == j for w in metrics.win_tie)
+        if b["points"] and any(w["baseline"] == b["name"] for w in metrics.win_tie)
     ]
-    if not columns:
+    if not columns or not judges:
         return "_No baseline of the grid has results; no win-tie rates._\n"
     index = {(w["point"], w["baseline"], w["judge"]): w for w in metrics.win_tie}
-    head = "| configuration | " + " | ".join(
-        f"vs {b} ({SCORE_TITLES.get(j, j)})" for b, j in columns
-    )
-    lines = [head + " |", "|---|" + "---:|" * len(columns)]
+    order = " / ".join(SCORE_TITLES.get(j, j) for j in judges)
+    lines = [
+        f"Cells: win-tie % by {order}.\n",
+        "| configuration | " + " | ".join(f"vs {b}" for b in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     for pid in wanted:
         cells = []
-        for b, j in columns:
-            w = index.get((pid, b, j))
-            cells.append("–" if w is None else f"{100 * w['win_tie']:.0f} %")
+        for b in columns:
+            rates = [index.get((pid, b, j)) for j in judges]
+            cells.append(
+                "–"
+                if all(r is None for r in rates)
+                else " / ".join("–" if r is None else f"{100 * r['win_tie']:.0f}" for r in rates)
+            )
         if all(c == "–" for c in cells):
             continue
         lines.append(f"| {labels[pid]} | " + " | ".join(cells) + " |")
@@ -148,8 +157,10 @@ def plot_reward_vs_weight(metrics: RunMetrics, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for name, series in groups.items():
-        xs = [w for w, _ in series]
+    for g, (name, series) in enumerate(groups.items()):
+        # Shift each scheme a little along the (log) λ axis so the CI bars do not overlap.
+        shift = 1.0 + 0.025 * (g - (len(groups) - 1) / 2)
+        xs = [w * shift for w, _ in series]
         ys = [s["mean"] for _, s in series]
         below = [s["mean"] - s["low"] for _, s in series]
         above = [s["high"] - s["mean"] for _, s in series]
@@ -159,6 +170,10 @@ def plot_reward_vs_weight(metrics: RunMetrics, path: Path) -> Path | None:
     if base_reward is not None:
         ax.axhline(base_reward["mean"], color="grey", linestyle="--", label="base")
     ax.set_xscale("log", base=2)
+    weights = sorted({w for series in groups.values() for w, _ in series})
+    ax.set_xticks(weights)
+    ax.set_xticklabels([f"{w:g}" for w in weights])
+    ax.minorticks_off()
     ax.set_xlabel("guidance weight λ")
     ax.set_ylabel("mean steering reward (95 % CI)")
     ax.set_title("Steering reward against λ by shaping scheme")
@@ -187,8 +202,9 @@ def plot_win_tie(
     if not (wanted and baselines and judges):
         return None
     plt = _pyplot()
+    height = 2.8 * len(judges) + 0.4
     fig, axes = plt.subplots(
-        len(judges), 1, figsize=(max(7.0, 1.1 * len(wanted) + 3), 2.8 * len(judges)), squeeze=False
+        len(judges), 1, figsize=(max(7.0, 1.1 * len(wanted) + 3), height), squeeze=False
     )
     width = 0.8 / len(baselines)
     for ax, judge in zip(axes[:, 0], judges, strict=True):
@@ -203,17 +219,23 @@ def plot_win_tie(
         ax.set_xticks(range(len(wanted)))
         ax.set_xticklabels([labels[p] for p in wanted], rotation=20, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8, ncol=min(4, len(baselines)), loc="lower right")
-    fig.tight_layout()
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, ncol=min(6, len(baselines)), loc="upper center")
+    # Leave ~0.4 inch at the top for the shared legend.
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
 def plot_frontier(metrics: RunMetrics, path: Path) -> Path | None:
-    """Mean steering reward against mean seconds per prompt, with the Pareto frontier."""
+    """Mean steering reward against mean seconds per prompt, with the Pareto frontier.
+
+    Points are coloured by method; only the frontier's points are labelled, since a grid
+    of token-level configurations of similar cost would otherwise bury the labels.
+    """
     pts = [
-        (p["cost"]["seconds"], p["scores"]["reward"]["mean"], p["label"])
+        (p["cost"]["seconds"], p["scores"]["reward"]["mean"], p["label"], p["knobs"]["method"])
         for p in metrics.points
         if "reward" in p["scores"]
     ]
@@ -221,27 +243,30 @@ def plot_frontier(metrics: RunMetrics, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], zorder=3)
-    for x, y, label in pts:
-        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for method in dict.fromkeys(m for *_, m in pts):
+        mine = [(x, y) for x, y, _, m in pts if m == method]
+        ax.scatter([x for x, _ in mine], [y for _, y in mine], zorder=3, label=method)
     # Pareto frontier: sorted by cost, keep each point that beats every cheaper one.
     frontier = []
     best = float("-inf")
-    for x, y, _ in sorted(pts):
+    for x, y, label, _ in sorted(pts):
         if y > best:
-            frontier.append((x, y))
+            frontier.append((x, y, label))
             best = y
     ax.step(
-        [x for x, _ in frontier],
-        [y for _, y in frontier],
+        [x for x, _, _ in frontier],
+        [y for _, y, _ in frontier],
         where="post",
         color="tab:red",
-        alpha=0.6,
+        alpha=0.5,
         label="frontier",
     )
-    ax.set_xlabel("mean wall time per prompt (s)")
+    for x, y, label in frontier:
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, -10), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean wall time per prompt (s, log scale)")
     ax.set_ylabel("mean steering reward")
-    ax.set_title("Reward / cost")
+    ax.set_title("Reward / cost (labelled: the Pareto frontier)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
