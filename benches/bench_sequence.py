@@ -1,0 +1,130 @@
+"""End-to-end benchmark of the sequence-level methods on the default models.
+
+1. `streaming_bon` (early rejection) against `bon` at N ∈ {8, 16, 32}: mean final steering
+   reward, generated tokens, wall time, and the ratios streaming / bon.
+2. `segment_beam` against `bon` and `args` at roughly matched wall time: `bon`'s N is
+   picked so its time, extrapolated from part 1, matches the beam's.
+
+Prints markdown tables; never asserts anything about timings (architecture.md).
+
+    python benches/bench_sequence.py            # 8 test prompts, 48 new tokens
+    python benches/bench_sequence.py --quick    # 4 prompts, 16 new tokens, N ∈ {4, 8}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np
+
+from rshape_fast.decoding import generate
+from rshape_fast.models import load_lm, load_reward_model
+from rshape_fast.prompts import load_prompts
+
+
+def run(prompts: list[str], lm: Any, rm: Any, **knobs: Any) -> dict[str, float]:
+    """Mean reward, total generated tokens and wall seconds of one method over the prompts."""
+    t0 = time.perf_counter()
+    results = generate(prompts, lm=lm, rm=rm, **knobs)
+    seconds = time.perf_counter() - t0
+    return {
+        "reward": float(np.mean([r.reward for r in results])),
+        "tokens": float(sum(r.cost.generated_tokens for r in results)),
+        "seconds": seconds,
+        "lm_calls": float(sum(r.cost.lm_calls for r in results)),
+        "rm_calls": float(sum(r.cost.rm_calls for r in results)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--prompts", type=int, help="number of test prompts")
+    parser.add_argument("--max-new-tokens", type=int, help="response budget")
+    parser.add_argument("--ns", type=str, help="comma-separated N values")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    count = args.prompts or (4 if args.quick else 8)
+    budget = args.max_new_tokens or (16 if args.quick else 48)
+    ns = [int(x) for x in (args.ns or ("4,8" if args.quick else "8,16,32")).split(",")]
+    checkpoint = max(budget // 4, 2)
+    prompts = [p.text for p in load_prompts(split="test")][:count]
+    lm, rm = load_lm(), load_reward_model()
+    common = dict(max_new_tokens=budget, seed=args.seed, top_p=0.9, batch_size=count)
+    print(
+        f"## sequence-level methods: {count} test prompts, {budget} new tokens, "
+        f"temperature 0.7, top-p 0.9, checkpoint every {checkpoint} tokens, reject 0.5\n"
+    )
+
+    print("### streaming_bon vs bon\n")
+    print(
+        "| N | bon reward | stream reward | bon tokens | stream tokens | token ratio "
+        "| bon s | stream s | time ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    per_sample_seconds = []
+    bon_by_n = {}
+    for n in ns:
+        bon = run(prompts, lm, rm, method="bon", n=n, **common)
+        stream = run(
+            prompts,
+            lm,
+            rm,
+            method="streaming_bon",
+            n=n,
+            checkpoint_tokens=checkpoint,
+            reject_fraction=0.5,
+            **common,
+        )
+        bon_by_n[n] = bon
+        per_sample_seconds.append(bon["seconds"] / n)
+        print(
+            f"| {n} | {bon['reward']:.3f} | {stream['reward']:.3f} | {bon['tokens']:.0f} "
+            f"| {stream['tokens']:.0f} | {stream['tokens'] / bon['tokens']:.2f} "
+            f"| {bon['seconds']:.1f} | {stream['seconds']:.1f} "
+            f"| {stream['seconds'] / bon['seconds']:.2f} |",
+            flush=True,
+        )
+
+    print("\n### segment_beam vs bon vs args at matched wall time\n")
+    beam = run(
+        prompts,
+        lm,
+        rm,
+        method="segment_beam",
+        beam_width=2,
+        segment_samples=2,
+        temperature=0.7,
+        **common,
+    )
+    args_run = run(prompts, lm, rm, method="args", **{**common, "top_p": None})
+    # bon's time grows about linearly in N at this size; match the beam's wall time.
+    matched_n = max(1, round(beam["seconds"] / float(np.mean(per_sample_seconds))))
+    bon = bon_by_n.get(matched_n) or run(prompts, lm, rm, method="bon", n=matched_n, **common)
+    base = run(prompts, lm, rm, method="base", greedy=True, **{**common, "top_p": None})
+    print(
+        "| method | mean reward | generated tokens | lm calls | rm calls | seconds | time / beam |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, row in [
+        ("segment_beam (W=2, S=2)", beam),
+        (f"bon (N={matched_n})", bon),
+        ("args (k=10, λ=0.5, srs)", args_run),
+        ("base (greedy)", base),
+    ]:
+        print(
+            f"| {name} | {row['reward']:.3f} | {row['tokens']:.0f} | {row['lm_calls']:.0f} "
+            f"| {row['rm_calls']:.0f} | {row['seconds']:.1f} "
+            f"| {row['seconds'] / beam['seconds']:.2f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
