@@ -22,6 +22,7 @@ from rshape_fast.cd import (
     train_value_head,
 )
 from rshape_fast.cd.cli import add_cd_commands
+from rshape_fast.cd.data import check_resumable
 from rshape_fast.cd.train import shaped_targets
 from rshape_fast.decoding import generate
 from rshape_fast.decoding.controlled import keep_candidate, run_candidates
@@ -116,7 +117,11 @@ def test_cd_data_refuses_a_config_change(real_data, lm, rm):
     path, prompts, _, _ = real_data
     changed = CDDataConfig(samples=4, max_new_tokens=16)
     with pytest.raises(DataConfigError, match="samples: 3 -> 4"):
+        check_resumable(path, changed)
+    with pytest.raises(DataConfigError, match="samples: 3 -> 4"):
         collect(path, prompts, lm=lm, rm=rm, config=changed, progress=False)
+    check_resumable(path, SMALL)
+    check_resumable(path, changed, overwrite=True)
     with pytest.raises(ValueError, match="different text"):
         collect(path, [(prompts[0][0], "Another text.")], lm=lm, rm=rm, config=SMALL)
     assert json.loads((path / "manifest.json").read_text())["config"]["samples"] == 3

@@ -9,11 +9,11 @@ from typing import Any
 
 
 def cmd_cd_data(args: argparse.Namespace) -> int:
-    from rshape_fast.cd.data import CDDataConfig, collect
+    from rshape_fast.cd.data import CDDataConfig, check_resumable, collect
     from rshape_fast.models import load_lm, load_reward_model
     from rshape_fast.prompts import load_prompts
 
-    # Validate the config before spending ~seconds loading models.
+    # Validate the config and the output directory before spending seconds on models.
     config = CDDataConfig(
         lm=args.lm,
         rm=args.rm,
@@ -26,6 +26,7 @@ def cmd_cd_data(args: argparse.Namespace) -> int:
         chat_template=args.chat_template,
         dtype=args.dtype,
     )
+    check_resumable(args.output, config, overwrite=args.overwrite)
     prompts = load_prompts(args.prompts_file, split=args.split, limit=args.limit)
     lm = load_lm(args.lm, device=args.device)
     rm = load_reward_model(args.rm, device=args.device)

@@ -180,6 +180,30 @@ def _prompt_key(prompt_id: str) -> int:
     return zlib.crc32(prompt_id.encode("utf-8"))
 
 
+def _refuse_other_config(out_dir: Path, theirs_config: CDDataConfig, config: CDDataConfig) -> None:
+    theirs, ours = asdict(theirs_config), asdict(config)
+    diff = sorted(k for k in ours if theirs[k] != ours[k])
+    if diff:
+        changes = ", ".join(f"{k}: {theirs[k]!r} -> {ours[k]!r}" for k in diff)
+        raise DataConfigError(
+            f"{out_dir} holds data collected with another config ({changes}); "
+            "use the same settings to resume, another directory, or --overwrite"
+        )
+
+
+def check_resumable(
+    out_dir: str | os.PathLike[str], config: CDDataConfig, *, overwrite: bool = False
+) -> None:
+    """Raise `DataConfigError` now if `collect` would refuse `out_dir` (before loading models)."""
+    path = Path(out_dir)
+    if overwrite:
+        return
+    if (path / MANIFEST).exists():
+        _refuse_other_config(path, CDDataset(path).config, config)
+    elif path.exists() and any(path.iterdir()):
+        raise DataConfigError(f"{path} exists, is not empty and holds no {MANIFEST}")
+
+
 def _open_for_writing(
     out_dir: Path, config: CDDataConfig, *, overwrite: bool
 ) -> tuple[CDDataset | None, dict[str, Any]]:
@@ -191,14 +215,7 @@ def _open_for_writing(
         shutil.rmtree(out_dir / SHARDS, ignore_errors=True)
     elif manifest_path.exists():
         existing = CDDataset(out_dir)
-        theirs, ours = asdict(existing.config), asdict(config)
-        diff = sorted(k for k in ours if theirs[k] != ours[k])
-        if diff:
-            changes = ", ".join(f"{k}: {theirs[k]!r} -> {ours[k]!r}" for k in diff)
-            raise DataConfigError(
-                f"{out_dir} holds data collected with another config ({changes}); "
-                "use the same settings to resume, another directory, or --overwrite"
-            )
+        _refuse_other_config(out_dir, existing.config, config)
         # Cut a torn tail left by a crash so that appends continue after whole prompts.
         with open(out_dir / INDEX, "ab") as f:
             f.truncate(existing._good_bytes)
