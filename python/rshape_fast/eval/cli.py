@@ -121,6 +121,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         figures_dir=Path(args.figures),
         run_path=Path(args.run),
         resume=args.resume,
+        report_only=args.report_only,
         device=args.device,
         progress=not args.quiet,
     )
@@ -181,6 +182,11 @@ def add_eval_commands(sub: Any) -> None:
     rp.add_argument("--run", default="runs/reproduction.jsonl", help="the run file")
     rp.add_argument(
         "--resume", action="store_true", help="continue an interrupted run instead of restarting"
+    )
+    rp.add_argument(
+        "--report-only",
+        action="store_true",
+        help="decode nothing: render the report from the run file as it is (may be partial)",
     )
     rp.add_argument("--device", default="cpu", help="torch device")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
