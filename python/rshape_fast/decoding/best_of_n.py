@@ -7,6 +7,8 @@ All three draw the same N samples per prompt: sample i of prompt index q is keye
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from rshape_fast._core import StreamingBestOfN
@@ -27,10 +29,16 @@ from rshape_fast.shaping import fuse_and_select, shape_rewards
 
 # Sequence-level caps of the SRS weight (algorithms.md §2.3, "as the authors run CD"):
 # B_eff = min(B, 2·spread), γ = e^{min(B/β, 2)}, no cap on γ itself.
-SEQUENCE_CAPS = {"spread_ratio": 2.0, "max_weight": None, "max_exponent": 2.0}
+SEQUENCE_SPREAD_RATIO = 2.0
+SEQUENCE_MAX_EXPONENT = 2.0
+SEQUENCE_CAPS: dict[str, Any] = {
+    "spread_ratio": SEQUENCE_SPREAD_RATIO,
+    "max_weight": None,
+    "max_exponent": SEQUENCE_MAX_EXPONENT,
+}
 
 
-def sequence_shaping_kwargs(options: DecodingOptions) -> dict[str, object]:
+def sequence_shaping_kwargs(options: DecodingOptions) -> dict[str, Any]:
     """Shaping kwargs for a set of sampled responses/segments: the run's B, β, α, cap with
     the sequence-level caps (the token-level `spread_ratio`/`max_weight` do not apply)."""
     return {**options.shaping_kwargs(), **SEQUENCE_CAPS}
@@ -38,7 +46,7 @@ def sequence_shaping_kwargs(options: DecodingOptions) -> dict[str, object]:
 
 def sequence_weight(options: DecodingOptions) -> float:
     """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (algorithms.md §2.3)."""
-    return float(np.exp(min(options.bound / options.shaping_beta, SEQUENCE_CAPS["max_exponent"])))
+    return float(np.exp(min(options.bound / options.shaping_beta, SEQUENCE_MAX_EXPONENT)))
 
 
 def _draw_all(
@@ -150,7 +158,7 @@ def run_soft_bon(
         shaped = shape_rewards(
             _selection_rewards(rewards, indices, options),
             scheme=options.shaping,
-            **sequence_shaping_kwargs(options),  # type: ignore[arg-type]
+            **sequence_shaping_kwargs(options),
         )
         # Shaping happened above; "raw" fuses the shaped values unchanged.
         chosen, _ = fuse_and_select(

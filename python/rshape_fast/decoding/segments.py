@@ -15,6 +15,8 @@ prefix, which is `segment` with `retries=0` and an `accept_threshold` no segment
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from rshape_fast._core import SegmentBeam
@@ -39,7 +41,7 @@ def _draw_segments(
     costs: list[Cost],
     timer: PhaseTimer,
     prompt_ids: list[list[int]],
-    heads: list[tuple[int, list[int], tuple[int, ...]]],
+    heads: Sequence[tuple[int, list[int], tuple[int, ...]]],
 ) -> list[Sample]:
     """`segment_samples` segments for each `(owner, response prefix, key head)`.
 
@@ -136,14 +138,14 @@ def run_segment(
     timer.charge(costs)
     outputs = []
     for pos in range(len(prompts)):
-        sample = final[pos]
-        assert sample is not None and sample.reason is not None
+        answer = final[pos]
+        assert answer is not None and answer.reason is not None
         outputs.append(
             SequenceOutput(
                 index=indices[pos],
-                token_ids=sample.response_ids,
-                text=sample.text,
-                stop_reason=sample.reason,
+                token_ids=answer.response_ids,
+                text=answer.text,
+                stop_reason=answer.reason,
                 cost=costs[pos],
                 extras={
                     "segments": segments[pos],
@@ -206,7 +208,7 @@ def run_segment_beam(
                 shaped[rows] = shape_rewards(
                     raw[rows],
                     scheme=options.shaping,
-                    **shaping,  # type: ignore[arg-type]
+                    **shaping,
                 )
             parent = np.repeat(
                 np.array(parents_of_members, dtype=np.int64), options.segment_samples
