@@ -95,7 +95,7 @@ def win_tie_table_md(
         if b["points"] and any(w["baseline"] == b["name"] for w in metrics.win_tie)
     ]
     if not columns or not judges:
-        return "_No baseline of the grid has results; no win-tie rates._\n"
+        return "_No configuration has a baseline with results to be compared with._\n"
     index = {(w["point"], w["baseline"], w["judge"]): w for w in metrics.win_tie}
     order = " / ".join(SCORE_TITLES.get(j, j) for j in judges)
     lines = [
