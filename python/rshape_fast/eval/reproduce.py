@@ -408,6 +408,11 @@ def reproduce(
     toy = toy_example()
     toy_text = _toy_section(toy, figures_dir / "toy_soft_curve.png", md_dir)
 
+    if methods is None and report_only and Path(run_path).is_file():
+        # Render what the run file was made with, not what RUNNERS holds today.
+        header = read_run(run_path).header or {}
+        made_with = [p["knobs"]["method"] for p in header.get("points", [])]
+        methods = [m for m in dict.fromkeys(made_with) if m not in ("base", "args")]
     if methods is None:
         methods = [m for m in RUNNERS if m not in ("base", "args") and m not in NEEDS_SETUP]
     not_run = {
@@ -500,7 +505,8 @@ def reproduce(
         f"{_duration(scored - decoded)}. Summed decoding time recorded in the rows: "
         f"{_duration(row_seconds)}.\n\n",
         "## Summary\n\n",
-        "".join(f"- {v}\n" for v in verdicts),
+        "".join(f"- {v}\n" for v in verdicts)
+        or "- No claim can be checked yet: SRS-ARGS at the default λ has no results.\n",
         "\n## Settings\n\n",
         f"- Models: LM `{config.lm}`, steering reward `{config.rm}` (models.md); held-out "
         "judges VADER compound and MiniLM positive-vs-negative anchors, coherence = MiniLM "
