@@ -193,8 +193,10 @@ def run_segment_beam(
     members: list[tuple[int, list[int], int]] = [(pos, [], 0) for pos in range(len(prompts))]
     parents_of_members = [-1] * len(prompts)  # before the first step no member exists
     depth = 0
-    steps = 0
+    steps = [0] * len(prompts)  # per prompt: steps in which it still had live members
     while members:
+        for pos in {owner for owner, _, _ in members}:
+            steps[pos] += 1
         heads = [(pos, prefix, (indices[pos], depth, rank)) for pos, prefix, rank in members]
         drawn = _draw_segments(lm, options, costs, timer, prompt_ids, heads)
         raw = score_texts(
@@ -230,7 +232,6 @@ def run_segment_beam(
             ranks[owner] = ranks.get(owner, 0) + 1
         parents_of_members = list(range(len(members)))
         depth += 1
-        steps += 1
     timer.charge(costs)
     outputs = []
     for pos in range(len(prompts)):
@@ -249,7 +250,7 @@ def run_segment_beam(
                 extras={
                     "beam_width": options.beam_width,
                     "segment_samples": options.segment_samples,
-                    "steps": steps,
+                    "steps": steps[pos],
                     "final_beam_rewards": [r for _, r in finalists],
                 },
             )
