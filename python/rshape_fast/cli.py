@@ -50,6 +50,7 @@ KNOBS: list[tuple[str, str, Any, str]] = [
     ("--retries", "retries", int, "segment: extra rounds before taking the best"),
     ("--accept-threshold", "accept_threshold", float, "segment: fixed acceptance reward"),
     ("--beam-width", "beam_width", int, "segment_beam: prefixes kept per prompt"),
+    ("--value-head", "value_head", str, "cd: value head folder written by `rshape cd-train`"),
 ]
 
 

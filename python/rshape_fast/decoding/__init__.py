@@ -67,7 +67,7 @@ def run_token_level(
     return [decoder.outputs[pos] for pos in range(len(prompts))]
 
 
-# Method name -> batch runner. Methods not listed here raise NotImplementedError.
+# Method name -> batch runner; DecodingOptions has already checked the name.
 RUNNERS: dict[str, Runner] = {
     "base": run_token_level,
     "args": run_token_level,
@@ -181,9 +181,7 @@ def generate(
     options = DecodingOptions(**knobs)
     texts = _check_prompts(prompts)
     model, reward = _resolve(lm, rm, options.method, device)
-    runner = RUNNERS.get(options.method)
-    if runner is None:
-        raise NotImplementedError(f"method {options.method!r} is not implemented yet")
+    runner = RUNNERS[options.method]
     bar = None
     if progress:
         from tqdm.auto import tqdm

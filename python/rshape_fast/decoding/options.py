@@ -149,6 +149,11 @@ class DecodingOptions:
                 f"must be an integer >= 1, got {value!r}",
             )
         _check(
+            self.method != "cd" or self.value_head is not None,
+            "value_head",
+            "method 'cd' needs a value head folder (train one with `rshape cd-train`)",
+        )
+        _check(
             isinstance(self.retries, int) and self.retries >= 0,
             "retries",
             f"must be an integer >= 0, got {self.retries!r}",
