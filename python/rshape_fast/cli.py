@@ -169,17 +169,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     common = {"k": 10, "weight": 0.5, "max_new_tokens": args.max_new_tokens, "batch_size": 8}
     srs = generate(prompts, lm=lm, rm=rm, method="args", shaping="srs", progress=True, **common)
     raw = generate(prompts, lm=lm, rm=rm, method="args", shaping="raw", progress=True, **common)
-    for a, b in zip(srs, raw, strict=True):
+    # Both runs have a reward model, so every result carries a reward.
+    srs_rewards = [float(r.reward or 0.0) for r in srs]
+    raw_rewards = [float(r.reward or 0.0) for r in raw]
+    for a, b, ra, rb in zip(srs, raw, srs_rewards, raw_rewards, strict=True):
         print(f"\n### {a.prompt}")
         print(
-            _side_by_side(
-                f"SRS-ARGS  reward {a.reward:+.3f}", a.text, f"ARGS  reward {b.reward:+.3f}", b.text
-            )
+            _side_by_side(f"SRS-ARGS  reward {ra:+.3f}", a.text, f"ARGS  reward {rb:+.3f}", b.text)
         )
-    mean = lambda rs: sum(r.reward for r in rs) / len(rs)  # noqa: E731
-    wins = sum(a.reward >= b.reward for a, b in zip(srs, raw, strict=True))
+    wins = sum(ra >= rb for ra, rb in zip(srs_rewards, raw_rewards, strict=True))
     print(
-        f"\nmean steering reward: SRS-ARGS {mean(srs):+.3f}  ARGS {mean(raw):+.3f}  "
+        f"\nmean steering reward: SRS-ARGS {sum(srs_rewards) / len(srs):+.3f}  "
+        f"ARGS {sum(raw_rewards) / len(raw):+.3f}  "
         f"(SRS ≥ ARGS on {wins}/{len(srs)} prompts; k=10, λ=0.5, B=12, α=1.5, greedy, "
         f"{args.max_new_tokens} new tokens)"
     )

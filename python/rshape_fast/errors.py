@@ -8,12 +8,12 @@ works whichever layer found the problem. Bad input is always a ``ValueError``.
 from __future__ import annotations
 
 __all__ = [
-    "RshapeError",
     "InvalidInputError",
-    "ShapeError",
+    "ModelError",
     "NonFiniteError",
     "ParameterError",
-    "ModelError",
+    "RshapeError",
+    "ShapeError",
 ]
 
 

@@ -40,7 +40,8 @@ class Cost:
 class GenerationResult:
     """One prompt's final response.
 
-    `reward` is the steering reward model's score of the final (prompt, text) pair.
+    `reward` is the steering reward model's score of the final (prompt, text) pair (None
+    when the run had no reward model).
     `extras` holds method-specific facts (number of samples, accepted segments, ...).
     """
 
@@ -48,7 +49,7 @@ class GenerationResult:
     prompt: str
     text: str
     token_ids: list[int]
-    reward: float
+    reward: float | None
     stop_reason: str
     method: str
     cost: Cost = field(default_factory=Cost)

@@ -52,7 +52,7 @@ class CachedCandidateScorer:
         self.mask = torch.zeros((len(heads), 0), dtype=torch.long, device=self.device)
         self.pending_ids = ids.to(self.device)
         self.pending_mask = mask.to(self.device)
-        self.cache = DynamicCache(config=self.backbone.config)
+        self.cache = DynamicCache(config=rm.model.config)
         self.calls = 0
         self.tokens = [0] * len(heads)
 
