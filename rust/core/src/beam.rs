@@ -6,10 +6,10 @@
 //! are carried over automatically and compete with the new expansions, so a strong finished
 //! answer keeps its slot without the caller resubmitting it.
 
-use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use crate::error::{Error, Result};
+use crate::error::{require_at_least_one, Error, Result};
+use crate::rank::by_rank;
 
 /// One beam member: an expansion that survived a step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,30 +52,11 @@ pub struct SegmentBeam {
     submitted: i64,
 }
 
-/// Rank order: higher score first, then lower serial. Scores are validated finite, so
-/// `partial_cmp` always succeeds; unlike `total_cmp` it also treats -0.0 and 0.0 as a tie.
-fn by_rank(a: &Member, b: &Member) -> Ordering {
-    b.score
-        .partial_cmp(&a.score)
-        .unwrap_or(Ordering::Equal)
-        .then(a.serial.cmp(&b.serial))
-}
-
 impl SegmentBeam {
     /// An empty beam. Both sizes must be at least 1.
     pub fn new(num_prompts: usize, width: usize) -> Result<Self> {
-        if num_prompts == 0 {
-            return Err(Error::Parameter {
-                arg: "num_prompts",
-                message: "must be at least 1".into(),
-            });
-        }
-        if width == 0 {
-            return Err(Error::Parameter {
-                arg: "width",
-                message: "must be at least 1".into(),
-            });
-        }
+        require_at_least_one("num_prompts", num_prompts)?;
+        require_at_least_one("width", width)?;
         Ok(Self {
             num_prompts,
             width,
@@ -172,7 +153,7 @@ impl SegmentBeam {
                 }
                 pool.push((member, Some(i)));
             }
-            pool.sort_by(|a, b| by_rank(&a.0, &b.0));
+            pool.sort_by(|a, b| by_rank((a.0.score, a.0.serial), (b.0.score, b.0.serial)));
 
             // Walking in rank order, the first copy of a hash is the one the duplicate rule
             // keeps (higher score, then earlier serial); later copies are dropped before

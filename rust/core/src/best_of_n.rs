@@ -7,9 +7,8 @@
 //! stop generating the weakest live ones. Finished candidates are never rejected but keep
 //! their place in the ranking, so a strong finished answer displaces weak live ones.
 
-use std::cmp::Ordering;
-
-use crate::error::{Error, Result};
+use crate::error::{require_at_least_one, Error, Result};
+use crate::rank::by_rank;
 use crate::rng::SplitMix64;
 
 /// Where a candidate stands.
@@ -48,29 +47,11 @@ pub struct StreamingBestOfN {
     status: Vec<Status>,
 }
 
-/// Higher score first, then lower id. Only ever called on recorded (finite) scores, so
-/// `partial_cmp` succeeds; it also ties -0.0 with 0.0, which `total_cmp` would not.
-fn by_rank(a: (f32, usize), b: (f32, usize)) -> Ordering {
-    b.0.partial_cmp(&a.0)
-        .unwrap_or(Ordering::Equal)
-        .then(a.1.cmp(&b.1))
-}
-
 impl StreamingBestOfN {
     /// Fresh state: every candidate live and unscored. Both sizes must be at least 1.
     pub fn new(num_prompts: usize, n: usize) -> Result<Self> {
-        if num_prompts == 0 {
-            return Err(Error::Parameter {
-                arg: "num_prompts",
-                message: "must be at least 1".into(),
-            });
-        }
-        if n == 0 {
-            return Err(Error::Parameter {
-                arg: "n",
-                message: "must be at least 1".into(),
-            });
-        }
+        require_at_least_one("num_prompts", num_prompts)?;
+        require_at_least_one("n", n)?;
         let total = num_prompts.checked_mul(n).ok_or_else(|| Error::Parameter {
             arg: "n",
             message: format!("num_prompts * n overflows ({num_prompts} * {n})"),

@@ -22,3 +22,14 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `Err(Parameter)` naming `arg` unless `value` is at least 1 (sizes of the search states).
+pub(crate) fn require_at_least_one(arg: &'static str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(Error::Parameter {
+            arg,
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@
 pub mod beam;
 pub mod best_of_n;
 pub mod error;
+mod rank;
 pub mod rng;
 pub mod select;
 pub mod shaping;
