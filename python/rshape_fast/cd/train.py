@@ -177,6 +177,8 @@ def train_value_head(
 
     torch.manual_seed(config.seed)
     head = ValueHead(train.hidden.shape[-1], config.width)
+    real = torch.arange(train.hidden.shape[1]) < train.lengths.unsqueeze(1)
+    head.fit_input_scaling(train.hidden[real])
     # Start exactly at the constant predictor (zero output weights, bias = mean target):
     # early stopping then never returns a head that is worse on validation than it.
     with torch.no_grad():

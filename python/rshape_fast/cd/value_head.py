@@ -23,17 +23,27 @@ CONFIG_NAME = "config.json"
 
 
 class ValueHead(nn.Module):
-    """`Linear(hidden_size, width) → GELU → Linear(width, 1)`, applied to the last axis.
+    """`standardise → Linear(hidden_size, width) → GELU → Linear(width, 1)` on the last axis.
 
-    `config` carries everything `save`/`load_value_head` round-trip besides the weights
-    (hidden size and width are always in it).
+    Hidden states are standardised per feature with the buffers `input_mean` and
+    `input_scale` (identity until `fit_input_scaling` sets them from training data): an
+    LM's last-layer features differ in scale by more than 10× (SmolLM2: std 0.8 to 9.2), and
+    without this the SRS head never moved off the constant predictor at Adam's default
+    rate. The buffers are saved with the weights. `config` carries everything
+    `save`/`load_value_head` round-trip besides the weights (hidden size and width are
+    always in it).
     """
+
+    input_mean: torch.Tensor
+    input_scale: torch.Tensor
 
     def __init__(self, hidden_size: int, width: int = 256, config: dict[str, Any] | None = None):
         super().__init__()
         if hidden_size < 1 or width < 1:
             raise ParameterError(f"hidden_size and width must be >= 1, got {hidden_size}, {width}")
         self.net = nn.Sequential(nn.Linear(hidden_size, width), nn.GELU(), nn.Linear(width, 1))
+        self.register_buffer("input_mean", torch.zeros(hidden_size))
+        self.register_buffer("input_scale", torch.ones(hidden_size))
         self.config: dict[str, Any] = {**(config or {}), "hidden_size": hidden_size, "width": width}
 
     @property
@@ -48,7 +58,15 @@ class ValueHead(nn.Module):
                 f"the head was trained on {self.hidden_size}"
             )
         weight = next(self.parameters())
-        return self.net(hidden.to(device=weight.device, dtype=weight.dtype)).squeeze(-1)
+        x = hidden.to(device=weight.device, dtype=weight.dtype)
+        return self.net((x - self.input_mean) / self.input_scale).squeeze(-1)
+
+    @torch.no_grad()
+    def fit_input_scaling(self, hidden: torch.Tensor) -> None:
+        """Set the standardisation from training hidden states `[tokens, hidden_size]`."""
+        self.input_mean.copy_(hidden.mean(0))
+        # The floor keeps a constant feature from dividing by zero.
+        self.input_scale.copy_(hidden.std(0).clamp_min(1e-4))
 
     @property
     def output_layer(self) -> nn.Linear:
