@@ -2,13 +2,15 @@
 
 1. `streaming_bon` (early rejection) against `bon` at N ∈ {8, 16, 32}: mean final steering
    reward, generated tokens, wall time, and the ratios streaming / bon.
-2. `segment_beam` against `bon` and `args` at roughly matched wall time: `bon`'s N is
-   picked so its time, extrapolated from part 1, matches the beam's.
+2. `segment_beam` and (given `--value-head`) `cd` against `bon` and `args` at roughly
+   matched wall time: for each, `bon`'s N is picked so its time, extrapolated from part 1,
+   matches that method's.
 
 Prints markdown tables; never asserts anything about timings (architecture.md).
 
     python benches/bench_sequence.py            # 8 test prompts, 48 new tokens
     python benches/bench_sequence.py --quick    # 4 prompts, 16 new tokens, N ∈ {4, 8}
+    python benches/bench_sequence.py --value-head runs/cd/head   # also `cd` (rshape cd-train)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, help="response budget")
     parser.add_argument("--ns", type=str, help="comma-separated N values")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--value-head", help="a value head folder: adds `cd` to part 2")
     args = parser.parse_args()
     count = args.prompts or (4 if args.quick else 8)
     budget = args.max_new_tokens or (16 if args.quick else 48)
@@ -92,36 +95,59 @@ def main() -> None:
             flush=True,
         )
 
-    print("\n### segment_beam vs bon vs args at matched wall time\n")
-    beam = run(
-        prompts,
-        lm,
-        rm,
-        method="segment_beam",
-        beam_width=2,
-        segment_samples=2,
-        temperature=0.7,
-        **common,
+    print("\n### segment_beam and cd vs bon vs args at matched wall time\n")
+    rows = [
+        (
+            "segment_beam (W=2, S=2)",
+            run(
+                prompts,
+                lm,
+                rm,
+                method="segment_beam",
+                beam_width=2,
+                segment_samples=2,
+                temperature=0.7,
+                **common,
+            ),
+        )
+    ]
+    if args.value_head:
+        cd = run(
+            prompts,
+            lm,
+            rm,
+            method="cd",
+            value_head=args.value_head,
+            k=10,
+            weight=1.5,
+            **{**common, "top_p": None},
+        )
+        rows.append(("cd (k=10, λ=1.5, greedy)", cd))
+    # bon's time grows about linearly in N at this size: match each method's wall time.
+    seconds_per_sample = float(np.mean(per_sample_seconds))
+    for name, row in list(rows):
+        matched_n = max(1, round(row["seconds"] / seconds_per_sample))
+        if matched_n not in bon_by_n:
+            bon_by_n[matched_n] = run(prompts, lm, rm, method="bon", n=matched_n, **common)
+        rows.append((f"bon (N={matched_n}, matched to {name.split()[0]})", bon_by_n[matched_n]))
+    rows.append(
+        (
+            "args (k=10, λ=0.5, srs)",
+            run(prompts, lm, rm, method="args", **{**common, "top_p": None}),
+        )
     )
-    args_run = run(prompts, lm, rm, method="args", **{**common, "top_p": None})
-    # bon's time grows about linearly in N at this size; match the beam's wall time.
-    matched_n = max(1, round(beam["seconds"] / float(np.mean(per_sample_seconds))))
-    bon = bon_by_n.get(matched_n) or run(prompts, lm, rm, method="bon", n=matched_n, **common)
-    base = run(prompts, lm, rm, method="base", greedy=True, **{**common, "top_p": None})
-    print(
-        "| method | mean reward | generated tokens | lm calls | rm calls | seconds | time / beam |"
+    rows.append(
+        (
+            "base (greedy)",
+            run(prompts, lm, rm, method="base", greedy=True, **{**common, "top_p": None}),
+        )
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, row in [
-        ("segment_beam (W=2, S=2)", beam),
-        (f"bon (N={matched_n})", bon),
-        ("args (k=10, λ=0.5, srs)", args_run),
-        ("base (greedy)", base),
-    ]:
+    print("| method | mean reward | generated tokens | lm calls | rm calls | seconds |")
+    print("|---|---|---|---|---|---|")
+    for name, row in rows:
         print(
             f"| {name} | {row['reward']:.3f} | {row['tokens']:.0f} | {row['lm_calls']:.0f} "
-            f"| {row['rm_calls']:.0f} | {row['seconds']:.1f} "
-            f"| {row['seconds'] / beam['seconds']:.2f} |",
+            f"| {row['rm_calls']:.0f} | {row['seconds']:.1f} |",
             flush=True,
         )
 
