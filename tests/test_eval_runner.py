@@ -22,6 +22,7 @@ from rshape_fast.eval.runner import (
     config_hash,
     expand_grid,
     load_config,
+    method_label,
     parse_selector,
     read_run,
     run_eval,
@@ -353,3 +354,10 @@ def test_reproduction_grid_covers_the_brief() -> None:
     assert len(bon) == 1 and bon[0].knobs["greedy"] is False
     assert "method=base" in ids and len(points) == 1 + 6 + 8 + 6 + 1
     assert parse_selector(config.baselines[1]) == {"method": "args", "shaping": "raw"}
+
+
+def test_labels_leave_out_shaping_where_it_has_no_effect():
+    assert method_label({"method": "args", "shaping": "srs"}) == "args+srs"
+    assert method_label({"method": "soft_bon", "shaping": "raw"}) == "soft_bon+raw"
+    for method in ("base", "bon", "streaming_bon", "cd"):
+        assert method_label({"method": method, "shaping": "srs"}) == method

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rshape_fast.eval.runner import JUDGE_SCORES, RunMetrics, compute_metrics
+from rshape_fast.eval.runner import JUDGE_SCORES, RunMetrics, compute_metrics, method_label
 
 __all__ = [
     "Report",
@@ -150,7 +150,7 @@ def plot_reward_vs_weight(metrics: RunMetrics, path: Path) -> Path | None:
             continue
         if knobs.get("perturbation", "none") != "none":
             continue
-        name = f"{knobs['method']}+{knobs['shaping']}"
+        name = method_label(knobs)
         groups.setdefault(name, []).append((float(knobs["weight"]), reward))
     groups = {k: sorted(v, key=lambda t: t[0]) for k, v in groups.items() if len(v) >= 2}
     if not groups:

@@ -638,6 +638,18 @@ def _nearest(point: GridPoint, candidates: Iterable[GridPoint]) -> GridPoint | N
     return None if best is None else best[1]
 
 
+# Methods whose output does not depend on the `shaping` knob: base decoding, best-of-N and
+# streaming best-of-N rank raw rewards (shaping is monotone), and cd's value head was
+# trained on already-shaped targets. Their labels leave the scheme out.
+UNSHAPED_METHODS = ("base", "bon", "streaming_bon", "cd")
+
+
+def method_label(knobs: dict[str, Any]) -> str:
+    """`method+shaping`, or the method alone where shaping has no effect."""
+    method = str(knobs["method"])
+    return method if method in UNSHAPED_METHODS else f"{method}+{knobs['shaping']}"
+
+
 def point_label(point: GridPoint, points: Sequence[GridPoint]) -> str:
     """A short label: method (+ shaping), then the knobs that vary among that method's points."""
     same = [p for p in points if p.method == point.method]
@@ -646,7 +658,7 @@ def point_label(point: GridPoint, points: Sequence[GridPoint]) -> str:
         for k in point.knobs
         if k not in ("method", "shaping") and len({repr(p.knobs[k]) for p in same}) > 1
     ]
-    name = point.method if point.method == "base" else f"{point.method}+{point.knobs['shaping']}"
+    name = method_label(point.knobs)
     extras = []
     for key in varying:
         value = point.knobs[key]
