@@ -25,9 +25,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 
 from rshape_fast._core import StreamingBestOfN
+from rshape_fast.decoding.best_of_n import draw_samples
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.results import Cost, PhaseTimer
-from rshape_fast.decoding.sampler import Sample, Sampler, encode_prompts, score_texts
+from rshape_fast.decoding.sampler import score_texts
 from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
 
@@ -48,10 +49,9 @@ def sample_trajectories(
     lm, rm = load_lm(), load_reward_model()
     options = DecodingOptions(method="bon", n=n, max_new_tokens=budget, seed=seed, top_p=0.9)
     costs, timer = [Cost() for _ in prompts], PhaseTimer()
-    sampler = Sampler(lm, options, costs, timer)
-    samples = [Sample(owner=q, key=(q, i)) for q in range(len(prompts)) for i in range(n)]
-    sampler.start(encode_prompts(lm, prompts, options), samples, [s.owner for s in samples])
+    sampler, groups = draw_samples(lm, prompts, list(range(len(prompts))), options, costs, timer)
     sampler.run()
+    samples = [s for group in groups for s in group]
     owners = [s.owner for s in samples]
     final = score_texts(rm, prompts, owners, [s.text for s in samples], costs, timer)
     where = [(j, t) for j, s in enumerate(samples) for t in range(every, budget, every)]

@@ -20,6 +20,7 @@ from rshape_fast.decoding.sampler import (
     SequenceOutput,
     encode_prompts,
     require_reward_model,
+    sample_output,
     score_texts,
 )
 from rshape_fast.decoding.sampling import row_seeds
@@ -49,7 +50,7 @@ def sequence_weight(options: DecodingOptions) -> float:
     return float(np.exp(min(options.bound / options.shaping_beta, SEQUENCE_MAX_EXPONENT)))
 
 
-def _draw_all(
+def draw_samples(
     lm: LanguageModel,
     prompts: list[str],
     indices: list[int],
@@ -57,7 +58,9 @@ def _draw_all(
     costs: list[Cost],
     timer: PhaseTimer,
 ) -> tuple[Sampler, list[list[Sample]]]:
-    """A sampler started with N samples per prompt (keys `(prompt index, i)`)."""
+    """A sampler started with N samples per prompt (keys `(prompt index, i)`): the draws
+    every best-of-N method shares, also used offline by `benches/bench_rejection_schedules.py`.
+    """
     sampler = Sampler(lm, options, costs, timer)
     samples = [
         [Sample(owner=pos, key=(indices[pos], i)) for i in range(options.n)]
@@ -80,18 +83,6 @@ def _selection_rewards(
     )
 
 
-def _output(sample: Sample, index: int, cost: Cost, extras: dict[str, object]) -> SequenceOutput:
-    assert sample.reason is not None
-    return SequenceOutput(
-        index=index,
-        token_ids=sample.response_ids,
-        text=sample.text,
-        stop_reason=sample.reason,
-        cost=cost,
-        extras=extras,
-    )
-
-
 def _sample_and_score(
     lm: LanguageModel,
     rm: RewardModel | TextRewardModel,
@@ -102,7 +93,7 @@ def _sample_and_score(
     timer: PhaseTimer,
 ) -> tuple[list[list[Sample]], np.ndarray]:
     """All N samples of every prompt, finished, with their steering rewards `[P, N]`."""
-    sampler, samples = _draw_all(lm, prompts, indices, options, costs, timer)
+    sampler, samples = draw_samples(lm, prompts, indices, options, costs, timer)
     sampler.run()
     flat = [s for group in samples for s in group]
     rewards = score_texts(
@@ -127,7 +118,7 @@ def run_bon(
         chosen = np.argmax(_selection_rewards(rewards, indices, options), axis=1)
     timer.charge(costs)
     return [
-        _output(
+        sample_output(
             samples[pos][int(chosen[pos])],
             indices[pos],
             costs[pos],
@@ -174,7 +165,7 @@ def run_soft_bon(
         chosen = np.atleast_1d(chosen)
     timer.charge(costs)
     return [
-        _output(
+        sample_output(
             samples[pos][int(chosen[pos])],
             indices[pos],
             costs[pos],
@@ -209,7 +200,7 @@ def run_streaming_bon(
     n = options.n
     timer = PhaseTimer()
     costs = [Cost() for _ in prompts]
-    sampler, samples = _draw_all(lm, prompts, indices, options, costs, timer)
+    sampler, samples = draw_samples(lm, prompts, indices, options, costs, timer)
     state = StreamingBestOfN(len(prompts), n)
     unrecorded: list[Sample] = []  # finished since the last record
 
@@ -251,7 +242,7 @@ def run_streaming_bon(
     for pos in range(len(prompts)):
         chosen = int(best[pos]) - pos * n
         outputs.append(
-            _output(
+            sample_output(
                 samples[pos][chosen],
                 indices[pos],
                 costs[pos],

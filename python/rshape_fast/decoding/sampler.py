@@ -77,6 +77,19 @@ class Sample:
         return ids[:-1] if self.reason == "eos" else ids
 
 
+def sample_output(sample: Sample, index: int, cost: Cost, extras: dict[str, Any]) -> SequenceOutput:
+    """The result row of a finished sample (response ids without a closing EOS)."""
+    assert sample.reason is not None
+    return SequenceOutput(
+        index=index,
+        token_ids=sample.response_ids,
+        text=sample.text,
+        stop_reason=sample.reason,
+        cost=cost,
+        extras=extras,
+    )
+
+
 def require_reward_model(
     rm: RewardModel | TextRewardModel | None, method: str
 ) -> RewardModel | TextRewardModel:

@@ -29,6 +29,7 @@ from rshape_fast.decoding.sampler import (
     SequenceOutput,
     encode_prompts,
     require_reward_model,
+    sample_output,
     score_texts,
 )
 from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
@@ -139,15 +140,13 @@ def run_segment(
     outputs = []
     for pos in range(len(prompts)):
         answer = final[pos]
-        assert answer is not None and answer.reason is not None
+        assert answer is not None
         outputs.append(
-            SequenceOutput(
-                index=indices[pos],
-                token_ids=answer.response_ids,
-                text=answer.text,
-                stop_reason=answer.reason,
-                cost=costs[pos],
-                extras={
+            sample_output(
+                answer,
+                indices[pos],
+                costs[pos],
+                {
                     "segments": segments[pos],
                     "attempts": attempts[pos],
                     "segment_rewards": segment_rewards[pos],
@@ -239,15 +238,12 @@ def run_segment_beam(
         # Every expansion stops at the budget at the latest, so the final beam is all
         # finished; max() keeps the first (best-ranked) member on equal rewards.
         sample, score = max(finalists, key=lambda item: item[1])
-        assert sample.reason is not None
         outputs.append(
-            SequenceOutput(
-                index=indices[pos],
-                token_ids=sample.response_ids,
-                text=sample.text,
-                stop_reason=sample.reason,
-                cost=costs[pos],
-                extras={
+            sample_output(
+                sample,
+                indices[pos],
+                costs[pos],
+                {
                     "beam_width": options.beam_width,
                     "segment_samples": options.segment_samples,
                     "steps": steps[pos],
