@@ -35,7 +35,8 @@ SCORE_TITLES = {
 }
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend: figures are files, never a window."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,7 +156,7 @@ def plot_reward_vs_weight(metrics: RunMetrics, path: Path) -> Path | None:
     groups = {k: sorted(v, key=lambda t: t[0]) for k, v in groups.items() if len(v) >= 2}
     if not groups:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for g, (name, series) in enumerate(groups.items()):
         # Shift each scheme a little along the (log) λ axis so the CI bars do not overlap.
@@ -201,7 +202,7 @@ def plot_win_tie(
     wanted = [p for p in wanted if any(k[0] == p for k in index)]
     if not (wanted and baselines and judges):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     height = 2.8 * len(judges) + 0.4
     fig, axes = plt.subplots(
         len(judges), 1, figsize=(max(7.0, 1.1 * len(wanted) + 3), height), squeeze=False
@@ -241,7 +242,7 @@ def plot_frontier(metrics: RunMetrics, path: Path) -> Path | None:
     ]
     if not pts:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for method in dict.fromkeys(m for *_, m in pts):
         mine = [(x, y) for x, y, _, m in pts if m == method]
@@ -290,6 +291,16 @@ def _relative(target: Path, start: Path) -> str:
     return Path(os.path.relpath(target, start)).as_posix()
 
 
+def plot_all(metrics: RunMetrics, figures_dir: Path) -> list[Path]:
+    """Reward vs λ, win-tie and reward vs cost PNGs in `figures_dir`: the ones that apply."""
+    drawn = (
+        plot_reward_vs_weight(metrics, figures_dir / "reward_vs_lambda.png"),
+        plot_win_tie(metrics, figures_dir / "win_tie.png"),
+        plot_frontier(metrics, figures_dir / "reward_cost.png"),
+    )
+    return [f for f in drawn if f is not None]
+
+
 def figures_md(figures: Sequence[Path], md_dir: Path) -> str:
     """Markdown image links to the figures, relative to the Markdown file's folder."""
     return "".join(f"![{f.stem}]({_relative(f, md_dir)})\n\n" for f in figures)
@@ -316,15 +327,7 @@ def write_report(
     run.with_name(run.name + ".metrics.json").write_text(
         json.dumps(metrics.to_dict(), indent=1, default=list), encoding="utf-8"
     )
-    written = [
-        f
-        for f in (
-            plot_reward_vs_weight(metrics, figs / "reward_vs_lambda.png"),
-            plot_win_tie(metrics, figs / "win_tie.png"),
-            plot_frontier(metrics, figs / "reward_cost.png"),
-        )
-        if f is not None
-    ]
+    written = plot_all(metrics, figs)
     parts = [
         f"# Evaluation of `{run.name}`\n\n",
         f"Config hash `{metrics.config_hash}`, {metrics.prompts} prompts, "

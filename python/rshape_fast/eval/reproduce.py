@@ -29,9 +29,8 @@ from rshape_fast.eval.metrics import bootstrap_ci
 from rshape_fast.eval.report import (
     figures_md,
     metrics_table_md,
-    plot_frontier,
-    plot_reward_vs_weight,
-    plot_win_tie,
+    plot_all,
+    pyplot,
     win_tie_table_md,
 )
 from rshape_fast.eval.runner import EvalConfig, RunMetrics, compute_metrics, read_run, run_eval
@@ -144,11 +143,7 @@ def _duration(seconds: float) -> str:
 
 
 def _toy_section(toy: ToyExample, figure: Path, md_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     ax.plot(toy.alphas, toy.soft_utilities, marker="o", label="soft SRS: B·sigmoid(α(r − m*))")
     ax.axhline(toy.base_utility, color="grey", linestyle=":", label="base policy p")
@@ -321,11 +316,7 @@ def _robustness_section(metrics: RunMetrics, figure: Path, md_dir: Path) -> str:
         rows.append((perturbation, paired, judges))
     if not rows:
         return "No robustness results.\n"
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     xs = np.arange(len(rows))
     ax.bar(xs - 0.2, [p.b for _, p, _ in rows], width=0.4, label="ARGS (raw)")
@@ -465,15 +456,7 @@ def reproduce(
     metrics = compute_metrics(run_path, device=device)
     scored = time.perf_counter()
 
-    figures = [
-        f
-        for f in (
-            plot_reward_vs_weight(metrics, figures_dir / "reward_vs_lambda.png"),
-            plot_win_tie(metrics, figures_dir / "win_tie.png"),
-            plot_frontier(metrics, figures_dir / "reward_cost.png"),
-        )
-        if f is not None
-    ]
+    figures = plot_all(metrics, figures_dir)
     claims, verdicts = _claims_section(metrics)
     robustness = _robustness_section(metrics, figures_dir / "robustness.png", md_dir)
     default_ids = [
