@@ -222,27 +222,9 @@ def test_cd_with_zero_weight_is_base_greedy(real_head, lm, rm):
 def test_cd_guidance_and_errors(real_head, lm, rm):
     prompts = [text for _, text in _train_prompts(2)]
     head = str(real_head[0])
-    steered = generate(
-        prompts,
-        lm=lm,
-        rm=rm,
-        method="cd",
-        weight=50.0,
-        value_head=head,
-        max_new_tokens=8,
-        stop=(".",),
-    )
-    batch1 = generate(
-        prompts,
-        lm=lm,
-        rm=rm,
-        method="cd",
-        weight=50.0,
-        value_head=head,
-        max_new_tokens=8,
-        stop=(".",),
-        batch_size=1,
-    )
+    knobs = dict(method="cd", weight=50.0, value_head=head, max_new_tokens=8, stop=(".",))
+    steered = generate(prompts, lm=lm, rm=rm, **knobs)
+    batch1 = generate(prompts, lm=lm, rm=rm, batch_size=1, **knobs)
     assert [r.token_ids for r in steered] == [r.token_ids for r in batch1]
     assert all(r.stop_reason in ("eos", "stop_string", "length") for r in steered)
     assert all("." not in r.text for r in steered if r.stop_reason == "stop_string")
