@@ -298,6 +298,21 @@ def test_value_head_beats_constant_on_held_out_prompts(tmp_path, tiny_lm):
     assert srs.config["train"]["shaping"] == "srs" and srs.config["metrics"]["epochs"] == 3
 
 
+def test_value_head_without_input_scaling_is_refused(tmp_path):
+    # A head saved before heads standardised their input lacks the two buffers: loading it
+    # must name them, not silently run unscaled.
+    from safetensors.torch import load_file, save_file
+
+    from rshape_fast.cd.value_head import WEIGHTS_NAME, ValueHead
+
+    ValueHead(8, 4).save(tmp_path)
+    state = load_file(str(tmp_path / WEIGHTS_NAME))
+    del state["input_mean"], state["input_scale"]
+    save_file(state, str(tmp_path / WEIGHTS_NAME))
+    with pytest.raises(ModelError, match="input_mean"):
+        load_value_head(tmp_path)
+
+
 def test_overwrite_and_bad_input(tmp_path, tiny_lm):
     rm = TextRewardModel(lambda r: [float(len(x)) for x in r], name="length")
     config = CDDataConfig(lm="tiny", rm="length", samples=2, max_new_tokens=3)
