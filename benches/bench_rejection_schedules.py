@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.3,0.5,0.7", help="reject fractions")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not 1 <= args.every < args.max_new_tokens:
+        parser.error("--every must be at least 1 and below --max-new-tokens")
     prompts = [p.text for p in load_prompts(split=args.split)][: args.prompts]
     trajectories = sample_trajectories(prompts, args.n, args.max_new_tokens, args.every, args.seed)
     bon_reward = float(

@@ -136,18 +136,17 @@ def main() -> None:
             run(prompts, lm, rm, method="args", **{**common, "top_p": None}),
         )
     )
-    rows.append(
-        (
-            "base (greedy)",
-            run(prompts, lm, rm, method="base", greedy=True, **{**common, "top_p": None}),
-        )
+    base = run(prompts, lm, rm, method="base", greedy=True, **{**common, "top_p": None})
+    rows.append(("base (greedy)", base))
+    print(
+        "| method | mean reward | generated tokens | lm calls | rm calls | seconds | time / base |"
     )
-    print("| method | mean reward | generated tokens | lm calls | rm calls | seconds |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, row in rows:
         print(
             f"| {name} | {row['reward']:.3f} | {row['tokens']:.0f} | {row['lm_calls']:.0f} "
-            f"| {row['rm_calls']:.0f} | {row['seconds']:.1f} |",
+            f"| {row['rm_calls']:.0f} | {row['seconds']:.1f} "
+            f"| {row['seconds'] / base['seconds']:.2f} |",
             flush=True,
         )
 
