@@ -8,6 +8,9 @@ thread and ``numpy.argpartition`` plus a sort of the k, the ratios to ours, our 
 in GB/s and that of ``numpy.max(x, axis=1)`` over the same array: the memory floor of
 any top-k, which has to read the whole array once. ``fuse_and_select``: microseconds per
 call including the Python call, against a vectorised numpy implementation of the same step.
+``sample_tokens`` (temperature, top-p, inverse-CDF draw): milliseconds per call against the
+same rule in torch (``sample_tokens_torch``, a full sort per row, the decoders' path on a
+GPU) and in numpy, on rows that are flat (normal · 3) and peaked (normal · 8).
 
 Timings are medians of repeats after a warm-up; this prints numbers and never asserts them.
 """
@@ -84,6 +87,23 @@ def numpy_fuse_and_select(
     return fused.argmax(axis=1), fused
 
 
+def numpy_sample_tokens(
+    x: np.ndarray, u: np.ndarray, *, temperature: float, top_p: float | None
+) -> np.ndarray:
+    """`sample_tokens`'s rule vectorised in numpy: a full stable sort per row for top-p."""
+    w = np.exp((x - x.max(axis=1, keepdims=True)) / temperature, dtype=np.float64)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-w, axis=1, kind="stable")
+        ranked = np.take_along_axis(w, order, axis=1)
+        before = np.cumsum(ranked, axis=1) - ranked
+        ranked[before >= top_p * w.sum(axis=1, keepdims=True)] = 0.0
+        w = np.zeros_like(w)
+        np.put_along_axis(w, order, ranked, axis=1)
+    cdf = np.cumsum(w, axis=1)
+    picked = (cdf <= u[:, None] * cdf[:, -1:]).sum(axis=1)
+    return np.minimum(picked, x.shape[1] - 1)
+
+
 def bench_topk(batches: list[int], vocabs: list[int], ks: list[int], budget: float) -> None:
     rng = np.random.default_rng(0)
     header = (
@@ -149,6 +169,54 @@ def bench_fuse(shapes: list[tuple[int, int]], budget: float) -> None:
         )
 
 
+def bench_sample(batches: list[int], vocab: int, budget: float) -> None:
+    from rshape_fast import _core
+
+    rng = np.random.default_rng(2)
+    header = (
+        f"{'B':>3} {'logits':>6} {'top-p':>5} | {'ours ms':>8} {'torch ms':>9} {'numpy ms':>9} | "
+        f"{'torch/ours':>10} {'numpy/ours':>10} | {'same tokens':>11}"
+    )
+    print(f"\nsample_tokens over float32 logits [B, {vocab}], temperature 0.7")
+    print(header)
+    print("-" * len(header))
+    for b in batches:
+        for kind, scale in (("flat", 3.0), ("peaked", 8.0)):
+            x = (rng.standard_normal((b, vocab), dtype=np.float32) * scale).astype(np.float32)
+            u = rng.random(b)
+            for top_p in (None, 0.9):
+                knobs = {"temperature": 0.7, "top_p": top_p}
+                ours = _core.sample_tokens(x, u, **knobs)
+                t_ours = median_seconds(
+                    lambda x=x, u=u, k=knobs: _core.sample_tokens(x, u, **k), budget=budget
+                )
+                t_numpy = median_seconds(
+                    lambda x=x, u=u, k=knobs: numpy_sample_tokens(x, u, **k),
+                    budget=budget,
+                    min_repeats=3,
+                )
+                same = ours == numpy_sample_tokens(x, u, **knobs)
+                if torch is not None:
+                    from rshape_fast.decoding.sampling import sample_tokens_torch
+
+                    xt = torch.from_numpy(x)
+                    t_torch = median_seconds(
+                        lambda xt=xt, u=u, k=knobs: sample_tokens_torch(xt, u, top_k=None, **k),
+                        budget=budget,
+                        min_repeats=3,
+                    )
+                    same &= ours == sample_tokens_torch(xt, u, top_k=None, **knobs).numpy()
+                    torch_cols = f"{t_torch * 1e3:>9.2f}"
+                    torch_ratio = f"{t_torch / t_ours:>10.1f}"
+                else:
+                    torch_cols, torch_ratio = f"{'n/a':>9}", f"{'n/a':>10}"
+                print(
+                    f"{b:>3} {kind:>6} {top_p or '-':>5} | {t_ours * 1e3:>8.2f} {torch_cols} "
+                    f"{t_numpy * 1e3:>9.2f} | {torch_ratio} {t_numpy / t_ours:>10.1f} | "
+                    f"{np.mean(same) * 100:>10.0f}%"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, shorter repeats")
@@ -163,9 +231,11 @@ def main() -> None:
     if args.quick:
         bench_topk([1, 64], [32000, 151936], [10], budget=0.1)
         bench_fuse([(64, 10)], budget=0.2)
+        bench_sample([8], 49152, budget=0.2)
     else:
         bench_topk([1, 16, 64], [32000, 49152, 128256, 151936], [10, 40], budget=0.5)
         bench_fuse([(1, 10), (16, 10), (64, 10), (64, 40), (256, 10)], budget=0.5)
+        bench_sample([1, 32, 256], 49152, budget=0.5)
 
 
 if __name__ == "__main__":

@@ -140,3 +140,21 @@ def fuse_row(
         probs = softmax(b)
     shaped, _ = shape_row(rewards, scheme=scheme, probs=probs, **knobs)  # type: ignore[arg-type]
     return b + weight * shaped
+
+
+def sample_token(
+    row: npt.ArrayLike, u: float, temperature: float, top_k: int | None, top_p: float | None
+) -> int:
+    """The next-token draw, spelled out: top-k (ties at the k-th stay), top-p over a stable
+    descending order, then inverse CDF in vocabulary order (`searchsorted`, right)."""
+    x = np.asarray(row, dtype=np.float64)
+    keep = np.ones(x.shape, dtype=bool)
+    if top_k is not None and top_k < x.size:
+        keep = x >= np.sort(x)[::-1][top_k - 1]
+    w = np.where(keep, np.exp((x - x.max()) / temperature), 0.0)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-w, kind="stable")
+        before = np.cumsum(w[order]) - w[order]
+        w[order[before >= top_p * w.sum()]] = 0.0
+    cdf = np.cumsum(w)
+    return int(min(np.searchsorted(cdf, u * cdf[-1], side="right"), x.size - 1))

@@ -12,6 +12,7 @@ import reference as ref
 import rshape_fast
 from rshape_fast import (
     SCHEMES,
+    _core,
     fuse_and_select,
     shape_rewards,
     stackelberg_threshold,
@@ -439,6 +440,94 @@ def test_fuse_and_select_bad_input() -> None:
         fuse_and_select(base, rewards, seed=np.arange(3, dtype=np.uint64), **sample)
     with pytest.raises(ShapeError, match="seed"):
         fuse_and_select(base, rewards, seed=np.zeros((2, 1), dtype=np.uint64), **sample)
+
+
+# --- next-token sampling ----------------------------------------------------------------
+
+
+SAMPLING_KNOBS = [
+    (1.0, None, None),
+    (0.7, None, 0.9),
+    (0.7, 40, 0.9),
+    (1.3, 5, None),
+    (0.7, None, 0.3),
+]
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "top_p"), SAMPLING_KNOBS)
+@pytest.mark.parametrize("scale", [0.3, 3.0, 10.0])
+def test_sample_tokens_matches_reference(
+    temperature: float, top_k: int | None, top_p: float | None, scale: float
+) -> None:
+    # Flat rows (scale 0.3) push the nucleus past the first weight cutoffs.
+    x = logits(64, 5000, scale=scale)
+    u = RNG.random(64)
+    got = _core.sample_tokens(x, u, temperature=temperature, top_k=top_k, top_p=top_p)
+    want = [ref.sample_token(r, ui, temperature, top_k, top_p) for r, ui in zip(x, u, strict=True)]
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "top_p"), SAMPLING_KNOBS)
+def test_sample_tokens_torch_twin_draws_the_same_tokens(
+    temperature: float, top_k: int | None, top_p: float | None
+) -> None:
+    torch = pytest.importorskip("torch")
+    from rshape_fast.decoding.sampling import sample_tokens_torch
+
+    x = logits(64, 49152)
+    u = RNG.random(64)
+    got = _core.sample_tokens(x, u, temperature=temperature, top_k=top_k, top_p=top_p)
+    twin = sample_tokens_torch(
+        torch.from_numpy(x), u, temperature=temperature, top_k=top_k, top_p=top_p
+    )
+    np.testing.assert_array_equal(got, twin.numpy())
+
+
+def test_sample_tokens_edge_rows() -> None:
+    # -inf has no mass; u = 0 takes the first token with mass; a tiny top-p keeps one.
+    x = np.array([[-np.inf, 0.0, 0.0, -np.inf], [0.0, 5.0, 1.0, 2.0]], dtype=np.float32)
+    u = np.array([0.0, 0.99])
+    assert _core.sample_tokens(x, u, temperature=1.0).tolist() == [1, 3]
+    assert _core.sample_tokens(x, u, temperature=1.0, top_p=1e-6).tolist() == [1, 1]
+    assert _core.sample_tokens(x, u, temperature=1.0, top_k=10**6).tolist() == [1, 3]
+
+
+def test_sample_tokens_bad_input() -> None:
+    x = logits(2, 8)
+    u = np.array([0.1, 0.2])
+    nan = x.copy()
+    nan[1, 3] = np.nan
+    with pytest.raises(NonFiniteError, match="row 1, column 3"):
+        _core.sample_tokens(nan, u, temperature=1.0)
+    inf = x.copy()
+    inf[0, 0] = np.inf
+    with pytest.raises(NonFiniteError, match="logits"):
+        _core.sample_tokens(inf, u, temperature=1.0)
+    with pytest.raises(ParameterError, match="no finite logit"):
+        _core.sample_tokens(np.full((2, 8), -np.inf, np.float32), u, temperature=1.0)
+    for bad_u in (np.array([0.1, 1.0]), np.array([-0.1, 0.5]), np.array([np.nan, 0.5])):
+        with pytest.raises(ParameterError, match="uniforms"):
+            _core.sample_tokens(x, bad_u, temperature=1.0)
+    with pytest.raises(ShapeError, match="uniforms"):
+        _core.sample_tokens(x, np.array([0.1, 0.2, 0.3]), temperature=1.0)
+    with pytest.raises(ShapeError, match="uniforms"):
+        _core.sample_tokens(x, np.zeros((2, 1)), temperature=1.0)
+    with pytest.raises(TypeError, match="uniforms"):
+        _core.sample_tokens(x, [0.1, 0.2], temperature=1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="float32"):
+        _core.sample_tokens(x.astype(np.float64), u, temperature=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="C-contiguous"):
+        _core.sample_tokens(np.asfortranarray(logits(8, 8)), RNG.random(8), temperature=1.0)
+    for temperature in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="temperature"):
+            _core.sample_tokens(x, u, temperature=temperature)
+    for top_k in (0, -1):
+        with pytest.raises(ParameterError, match="top_k"):
+            _core.sample_tokens(x, u, temperature=1.0, top_k=top_k)
+    for top_p in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(ParameterError, match="top_p"):
+            _core.sample_tokens(x, u, temperature=1.0, top_p=top_p)
 
 
 def test_errors_are_value_errors_and_exports() -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "StreamingBestOfN",
     "__version__",
     "fuse_and_select",
+    "sample_tokens",
     "shape_rewards",
     "stackelberg_threshold",
     "topk",
@@ -88,6 +89,20 @@ def fuse_and_select(
     """Shape, fuse (``base + weight * shaped``) and pick one candidate per row, all rows at once.
 
     Returns ``(chosen int64 [B], fused float32 [B, k])``.
+    """
+
+def sample_tokens(
+    logits: npt.NDArray[np.float32],
+    uniforms: npt.NDArray[np.float64],
+    *,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> npt.NDArray[np.int64]:
+    """One token per row of ``logits [B, V]``, drawn with ``uniforms [B]`` in ``[0, 1)``.
+
+    Softmax of ``logits / temperature`` cut to the top-k, then the top-p nucleus; inverse
+    CDF in vocabulary order. Returns int64 ``[B]``.
     """
 
 # --- search state ---

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from rshape_fast import _core
+
 
 def row_seeds(seed: int, keys: Sequence[Sequence[int]]) -> np.ndarray:
     """One uint64 seed per row from `(seed, *key)`; keys are e.g. `(prompt index, step)`."""
@@ -36,18 +38,47 @@ def sample_tokens(
 ) -> torch.Tensor:
     """Next token per row: argmax when `uniforms` is None, else inverse-CDF sampling.
 
-    Sampling is from softmax(logits / temperature) restricted to the top-k tokens and then
-    to the smallest set whose probability reaches top-p (always at least one token).
+    Sampling is from softmax(logits / temperature) restricted to the top-k tokens (all
+    tokens tied with the k-th stay) and then to the smallest set of the most likely tokens
+    whose probability reaches top-p (always at least one); the draw walks that set in
+    vocabulary order. On CPU this is one Rust call (`_core.sample_tokens`, which sorts
+    only the nucleus); on other devices the same rule runs in torch
+    (`sample_tokens_torch`), so the logits never leave the device.
     """
     if uniforms is None:
         return logits.argmax(dim=-1)
+    if logits.device.type != "cpu":
+        return sample_tokens_torch(
+            logits, uniforms, temperature=temperature, top_k=top_k, top_p=top_p
+        )
+    chosen = _core.sample_tokens(
+        np.ascontiguousarray(logits.float().numpy()),
+        np.ascontiguousarray(uniforms, dtype=np.float64),
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+    )
+    return torch.from_numpy(chosen)
+
+
+@torch.inference_mode()
+def sample_tokens_torch(
+    logits: torch.Tensor,
+    uniforms: np.ndarray,
+    *,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+) -> torch.Tensor:
+    """`sample_tokens`'s rule in torch, for logits on an accelerator (a full sort per row)."""
     scaled = logits.float() / temperature
     if top_k is not None and top_k < scaled.shape[-1]:
         kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     probs = torch.softmax(scaled, dim=-1)
     if top_p is not None and top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # A stable sort puts equal probabilities in vocabulary order, as the Rust kernel does.
+        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
         before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
         sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)

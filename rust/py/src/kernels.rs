@@ -1,5 +1,5 @@
 //! The per-step kernels: `topk`, `stackelberg_threshold`, `shape_rewards`,
-//! `fuse_and_select`, and the `SCHEMES` tuple.
+//! `fuse_and_select`, `sample_tokens`, and the `SCHEMES` tuple.
 //!
 //! Arrays arrive as C-contiguous float32 (the Python wrappers in `rshape_fast.shaping`
 //! coerce once); here they are checked for dimensions, borrowed as slices, and handed to
@@ -11,7 +11,9 @@ use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use rshape_core::{Choice, FuseOptions, PerRow, ProbSource, Scheme, Seeds, ShapeParams, SCHEMES};
+use rshape_core::{
+    Choice, FuseOptions, PerRow, ProbSource, SampleParams, Scheme, Seeds, ShapeParams, SCHEMES,
+};
 
 use crate::errors::{parameter, shape, to_pyerr};
 
@@ -21,6 +23,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stackelberg_threshold, m)?)?;
     m.add_function(wrap_pyfunction!(shape_rewards, m)?)?;
     m.add_function(wrap_pyfunction!(fuse_and_select, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_tokens, m)?)?;
     Ok(())
 }
 
@@ -424,4 +427,59 @@ fn fuse_and_select<'py>(
         PyArray1::from_vec(py, selection.chosen),
         into_matrix(py, rows, cols, selection.fused)?,
     ))
+}
+
+/// One token id per row of float32 logits `[B, V]`, drawn with `uniforms` (float64 `[B]`
+/// in `[0, 1)`) from softmax(logits / temperature) cut to the top-k tokens and then to the
+/// top-p nucleus, by inverse CDF in vocabulary order. Returns int64 `[B]`.
+#[pyfunction]
+#[pyo3(signature = (logits, uniforms, *, temperature, top_k=None, top_p=None))]
+fn sample_tokens<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+    uniforms: &Bound<'py, PyAny>,
+    temperature: f64,
+    top_k: Option<i64>,
+    top_p: Option<f64>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let logits = matrix(logits, "logits")?;
+    let uniforms = uniforms.cast::<PyArrayDyn<f64>>().map_err(|_| {
+        PyTypeError::new_err("uniforms: expected a 1-D float64 numpy array, one value per row")
+    })?;
+    if uniforms.ndim() != 1 {
+        return Err(shape(
+            "uniforms",
+            format!("expected a 1-D array, got shape {:?}", uniforms.shape()),
+        ));
+    }
+    let uniforms = uniforms
+        .try_readonly()
+        .map_err(|e| shape("uniforms", format!("cannot be borrowed: {e}")))?;
+    let u = uniforms
+        .as_slice()
+        .map_err(|_| shape("uniforms", "must be C-contiguous"))?;
+    let top_k = top_k
+        .map(|k| {
+            usize::try_from(k).map_err(|_| {
+                parameter(
+                    "top_k",
+                    format!(
+                        "must be between 1 and the row length {}, got {k}",
+                        logits.cols
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let params = SampleParams {
+        temperature,
+        top_k,
+        top_p,
+    };
+    let data = logits.slice()?;
+    let (rows, cols) = (logits.rows, logits.cols);
+    let chosen = py
+        .detach(|| rshape_core::sample_tokens(data, rows, cols, u, &params))
+        .map_err(to_pyerr)?;
+    Ok(PyArray1::from_vec(py, chosen))
 }
