@@ -28,6 +28,7 @@ from rshape_fast._core import StreamingBestOfN
 from rshape_fast.decoding.best_of_n import draw_samples
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.results import Cost, PhaseTimer
+from rshape_fast.decoding.reward_state import PartialResponseScorer, shares_cache
 from rshape_fast.decoding.sampler import score_texts
 from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
@@ -54,22 +55,22 @@ def sample_trajectories(
     samples = [s for group in groups for s in group]
     owners = [s.owner for s in samples]
     final = score_texts(rm, prompts, owners, [s.text for s in samples], costs, timer)
-    where = [(j, t) for j, s in enumerate(samples) for t in range(every, budget, every)]
-    where = [(j, t) for j, t in where if len(samples[j].tokens) > t]
-    partial = score_texts(
-        rm,
-        prompts,
-        [samples[j].owner for j, _ in where],
-        [lm.decode(samples[j].tokens[:t]) for j, t in where],
-        costs,
-        timer,
-    )
     out = [
         Trajectory(s.owner, len(s.tokens), float(f), {})
         for s, f in zip(samples, final, strict=True)
     ]
-    for (j, t), r in zip(where, partial, strict=True):
-        out[j].partial[t] = float(r)
+    # Partial rewards exactly as `run_streaming_bon` computes them: from the reward model's
+    # KV cache, the rows still generating at each checkpoint.
+    if not shares_cache(rm, lm):
+        raise SystemExit("this bench needs a decoder reward model that reads the LM's ids")
+    scorer = PartialResponseScorer(rm, [prompts[o] for o in owners], list(range(len(samples))))
+    for t in range(every, budget, every):
+        live = [j for j, s in enumerate(samples) if len(s.tokens) > t]
+        if not live:
+            break
+        rewards, _ = scorer.score(live, [samples[j].tokens[:t] for j in live])
+        for j, r in zip(live, rewards, strict=True):
+            out[j].partial[t] = float(r)
     return out
 
 

@@ -11,7 +11,11 @@ import torch
 import rshape_fast
 from rshape_fast.decoding import generate, stream
 from rshape_fast.decoding.reference import bisection_threshold, naive_args
-from rshape_fast.decoding.reward_state import CachedCandidateScorer, TextCandidateScorer
+from rshape_fast.decoding.reward_state import (
+    CachedCandidateScorer,
+    PartialResponseScorer,
+    TextCandidateScorer,
+)
 from rshape_fast.errors import InvalidInputError, NonFiniteError, ParameterError
 from rshape_fast.models import TextRewardModel
 
@@ -120,6 +124,33 @@ def test_cached_scorer_matches_full_recompute(lm, rm):
         scorer.commit(chosen)
         for row in range(2):
             responses[row].append(int(chosen[row]))
+
+
+def test_partial_scorer_matches_full_recompute_as_rows_drop(lm, rm):
+    prompts = ["short", "a much longer prompt that pads the other rows", "short"]
+    ids = [7, 3, 11]
+    scorer = PartialResponseScorer(rm, prompts, ids)
+    # Each distinct prompt's template head runs once, charged to its first row.
+    heads = [len(rm.template_ids(p)[0]) for p in prompts]
+    assert scorer.head_tokens == [heads[0], heads[1], 0]
+    rng = np.random.default_rng(1)
+    responses = {i: [] for i in ids}
+    live = list(ids)
+    for grow, drop in ((3, None), (1, 3), (4, None)):
+        if drop is not None:
+            live.remove(drop)
+        for i in live:
+            responses[i] += rng.integers(0, lm.vocab_size, size=grow).tolist()
+        got, ran = scorer.score(live, [responses[i] for i in live])
+        for row, i in enumerate(live):
+            head, tail = rm.template_ids(prompts[ids.index(i)])
+            want = rm.score_ids([head + responses[i] + tail])[0]
+            assert got[row] == pytest.approx(want, abs=2e-4)
+            assert ran[row] >= grow + len(tail)
+    with pytest.raises(ValueError, match="longer"):
+        scorer.score(live, [responses[i] for i in live])
+    with pytest.raises(ValueError, match="not live"):
+        scorer.score([3], [responses[3] + [1]])
 
 
 def test_text_scorer_path_runs_with_a_callable(lm):

@@ -14,6 +14,7 @@ import numpy as np
 from rshape_fast._core import StreamingBestOfN
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.results import Cost, PhaseTimer
+from rshape_fast.decoding.reward_state import PartialResponseScorer, shares_cache
 from rshape_fast.decoding.sampler import (
     Sample,
     Sampler,
@@ -193,6 +194,8 @@ def run_streaming_bon(
     live partial responses are scored (and finished ones with their final text), recorded
     in the Rust `StreamingBestOfN`, and the weakest `reject_fraction` of each prompt's live
     samples are rejected and leave the LM cache. Finished samples keep their ranking slot.
+    A decoder reward model that reads the LM's ids keeps each live sample's KV cache, so a
+    checkpoint runs only the tokens drawn since the previous one (`PartialResponseScorer`).
     The answer is the best finished sample by final steering reward. With
     `reject_fraction=0` nothing is rejected and the result equals `bon`.
     """
@@ -202,24 +205,44 @@ def run_streaming_bon(
     costs = [Cost() for _ in prompts]
     sampler, samples = draw_samples(lm, prompts, indices, options, costs, timer)
     state = StreamingBestOfN(len(prompts), n)
+    flat = [s for group in samples for s in group]
+    # Partial responses are scored from the reward model's KV cache when it can read the
+    # LM's ids, so each checkpoint runs only the tokens drawn since the previous one.
+    cached = (
+        PartialResponseScorer(reward, [prompts[s.owner] for s in flat], [_id(s, n) for s in flat])
+        if options.reject_fraction > 0 and shares_cache(reward, lm)
+        else None
+    )
+    if cached is not None:
+        for sample, tokens in zip(flat, cached.head_tokens, strict=True):
+            costs[sample.owner].rm_tokens += tokens
     unrecorded: list[Sample] = []  # finished since the last record
 
-    def record(partial: list[Sample]) -> None:
-        batch = unrecorded + partial
-        if not batch:
-            return
-        scores = score_texts(
-            reward,
-            prompts,
-            [s.owner for s in batch],
-            [_partial_text(lm, s) for s in batch],
-            costs,
-            timer,
-        )
-        with timer.phase("select"):
-            ids = np.array([s.owner * n + s.key[1] for s in batch], dtype=np.int64)
-            state.record(ids, scores, np.array([s.done for s in batch], dtype=bool))
+    def score_live(live: list[Sample]) -> np.ndarray:
+        if cached is None or not live:
+            texts = [lm.decode(s.response_ids) for s in live]
+            return score_texts(reward, prompts, [s.owner for s in live], texts, costs, timer)
+        with timer.phase("rm"):
+            scores, ran = cached.score([_id(s, n) for s in live], [s.response_ids for s in live])
+        for sample, tokens in zip(live, ran, strict=True):
+            costs[sample.owner].rm_tokens += tokens
+        for owner in {s.owner for s in live}:
+            costs[owner].rm_calls += 1
+        return scores
+
+    def record(live: list[Sample]) -> None:
+        finished = list(unrecorded)
         unrecorded.clear()
+        if not finished and not live:
+            return
+        final = score_texts(
+            reward, prompts, [s.owner for s in finished], [s.text for s in finished], costs, timer
+        )
+        scores = np.concatenate([final, score_live(live)])
+        with timer.phase("select"):
+            ids = np.array([_id(s, n) for s in finished + live], dtype=np.int64)
+            done = np.array([True] * len(finished) + [False] * len(live), dtype=bool)
+            state.record(ids, scores, done)
 
     checkpoints = 0
     step = 0
@@ -230,7 +253,7 @@ def run_streaming_bon(
             record(list(sampler.live))
             with timer.phase("select"):
                 rejected = set(state.prune(reject_fraction=options.reject_fraction).tolist())
-            sampler.drop([s for s in sampler.live if s.owner * n + s.key[1] in rejected])
+            sampler.drop([s for s in sampler.live if _id(s, n) in rejected])
             checkpoints += 1
     record([])
     with timer.phase("select"):
@@ -261,6 +284,6 @@ def run_streaming_bon(
     return outputs
 
 
-def _partial_text(lm: LanguageModel, sample: Sample) -> str:
-    """The response text to score: final text when done, else the tokens so far."""
-    return sample.text if sample.done else lm.decode(sample.response_ids)
+def _id(sample: Sample, n: int) -> int:
+    """The sample's slot in `StreamingBestOfN`: prompt position · N + sample index."""
+    return sample.owner * n + sample.key[1]

@@ -10,11 +10,16 @@ Two paths with the same meaning, `r(prompt, response ⊕ candidate)`:
   per candidate. The blocks are then cropped from the cache; the chosen tokens stay.
 * `TextCandidateScorer` (anything else): decode each candidate continuation to text and
   call `RewardModel.score` on all `rows·k` texts in one batch. Correct, slower.
+
+`PartialResponseScorer` reuses the cached path for responses that grow together
+(streaming best-of-N checkpoints): each checkpoint runs only the tokens drawn since the
+previous one plus the template tail, instead of every response from its first token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import numpy as np
 import torch
@@ -74,6 +79,29 @@ class CachedCandidateScorer:
         self.pending_ids = self.pending_ids[index]
         self.pending_mask = self.pending_mask[index]
         self.tokens = [self.tokens[int(i)] for i in index.tolist()]
+
+    @torch.inference_mode()
+    def flush(self) -> list[int]:
+        """Run the pending tokens into the cache now (e.g. a shared head, before `select`
+        forks rows from it); returns the tokens each row ran."""
+        ran = self.pending_mask.sum(-1).tolist()
+        if self.pending_ids.shape[1] == 0:
+            return ran
+        full_mask = torch.cat([self.mask, self.pending_mask], dim=1)
+        positions = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, self.mask.shape[1] :]
+        self.backbone(
+            input_ids=self.pending_ids,
+            attention_mask=full_mask,
+            position_ids=positions,
+            cache=self.cache,
+            use_cache=True,
+        )
+        self.mask = full_mask
+        self.pending_ids = self.pending_ids[:, :0]
+        self.pending_mask = self.pending_mask[:, :0]
+        self.calls += 1
+        self.tokens = [t + r for t, r in zip(self.tokens, ran, strict=True)]
+        return ran
 
     @torch.inference_mode()
     def score(self, candidates: torch.Tensor) -> np.ndarray:
@@ -188,15 +216,70 @@ class TextCandidateScorer:
         return self.rm.score(prompts, texts).reshape(rows, k)
 
 
-def candidate_scorer(
-    rm: RewardModel | TextRewardModel, lm: LanguageModel, prompts: Sequence[str]
-) -> CachedCandidateScorer | TextCandidateScorer:
-    """The fastest exact scorer the reward model allows."""
-    if (
+class PartialResponseScorer:
+    """Rewards of partial responses that grow in lockstep, from a prefix KV cache.
+
+    Each row is a response identified by an integer id. `score(ids, responses)` takes the
+    still-live rows (a subset of the previous call's, each response extending what it was
+    then, all of one length) and returns `r(prompt, response ⊕ tail)` for each. Its last
+    token is scored as a one-token candidate; the tokens before it are committed to the
+    cache, so a row's tokens are run once over the whole decode, and the template head
+    once per distinct prompt (`head_tokens` says where that work is charged).
+    """
+
+    def __init__(self, rm: RewardModel, prompts: Sequence[str], ids: Sequence[int]) -> None:
+        if len(ids) != len(prompts) or len(set(ids)) != len(ids):
+            raise ValueError("one distinct id per prompt row")
+        # The template head is run once per distinct prompt and forked to its rows.
+        distinct = {p: j for j, p in enumerate(dict.fromkeys(prompts))}
+        self.scorer = CachedCandidateScorer(rm, list(distinct))
+        ran = self.scorer.flush()
+        parents = [distinct[p] for p in prompts]
+        self.scorer.select(parents)
+        first = {parent: row for row, parent in reversed(list(enumerate(parents)))}
+        # Reward-model tokens run for each row's head: all of it on the prompt's first row.
+        self.head_tokens = [ran[j] if first[j] == row else 0 for row, j in enumerate(parents)]
+        self.rows = {int(i): row for row, i in enumerate(ids)}
+        self.fed = 0  # response tokens in the cache (or pending) for every live row
+
+    def score(
+        self, ids: Sequence[int], responses: Sequence[Sequence[int]]
+    ) -> tuple[np.ndarray, list[int]]:
+        """Rewards `[len(ids)]` and the reward-model tokens each row ran in this call."""
+        length = len(responses[0]) if responses else 0
+        if len(ids) != len(responses) or any(len(r) != length for r in responses):
+            raise ValueError("one response per id, all of one length")
+        unknown = [i for i in ids if int(i) not in self.rows]
+        if unknown:
+            raise ValueError(f"ids {unknown} are not live rows of this scorer")
+        if length <= self.fed:
+            raise ValueError(f"responses must be longer than the {self.fed} tokens already scored")
+        self.scorer.select([self.rows[int(i)] for i in ids])
+        self.rows = {int(i): row for row, i in enumerate(ids)}
+        tokens = torch.tensor([list(r) for r in responses], dtype=torch.long)
+        for col in range(self.fed, length - 1):
+            self.scorer.commit(tokens[:, col])
+        before = list(self.scorer.tokens)
+        rewards = self.scorer.score(tokens[:, length - 1 :])[:, 0]
+        self.scorer.commit(tokens[:, length - 1])
+        self.fed = length
+        return rewards, [a - b for a, b in zip(self.scorer.tokens, before, strict=True)]
+
+
+def shares_cache(rm: RewardModel | TextRewardModel, lm: LanguageModel) -> TypeGuard[RewardModel]:
+    """Whether the reward model can score the LM's token ids from a prefix KV cache."""
+    return (
         isinstance(rm, RewardModel)
         and rm.backbone_and_head() is not None
         and rm.shares_tokenizer(lm.tokenizer)
         and rm.device == lm.device
-    ):
+    )
+
+
+def candidate_scorer(
+    rm: RewardModel | TextRewardModel, lm: LanguageModel, prompts: Sequence[str]
+) -> CachedCandidateScorer | TextCandidateScorer:
+    """The fastest exact scorer the reward model allows."""
+    if shares_cache(rm, lm):
         return CachedCandidateScorer(rm, prompts)
     return TextCandidateScorer(rm, lm, prompts)
