@@ -17,7 +17,7 @@ from rshape_fast.decoding.reward_state import (
     TextCandidateScorer,
 )
 from rshape_fast.errors import InvalidInputError, NonFiniteError, ParameterError
-from rshape_fast.models import TextRewardModel
+from rshape_fast.models import RewardModel, TextRewardModel
 
 pytestmark = pytest.mark.model
 
@@ -126,7 +126,12 @@ def test_cached_scorer_matches_full_recompute(lm, rm):
             responses[row].append(int(chosen[row]))
 
 
-def test_partial_scorer_matches_full_recompute_as_rows_drop(lm, rm):
+@pytest.mark.parametrize("template", ["judge", "{prompt}\n{response}"])
+def test_partial_scorer_matches_full_recompute_as_rows_drop(lm, rm, template):
+    # The second template puts the prompt in the head, so heads of different lengths are
+    # left-padded when they are run together.
+    if template != "judge":
+        rm = RewardModel(rm.model, rm.tokenizer, template=template)
     prompts = ["short", "a much longer prompt that pads the other rows", "short"]
     ids = [7, 3, 11]
     scorer = PartialResponseScorer(rm, prompts, ids)

@@ -236,9 +236,10 @@ class PartialResponseScorer:
         ran = self.scorer.flush()
         parents = [distinct[p] for p in prompts]
         self.scorer.select(parents)
-        first = {parent: row for row, parent in reversed(list(enumerate(parents)))}
         # Reward-model tokens run for each row's head: all of it on the prompt's first row.
-        self.head_tokens = [ran[j] if first[j] == row else 0 for row, j in enumerate(parents)]
+        self.head_tokens = [
+            ran[j] if j not in parents[:row] else 0 for row, j in enumerate(parents)
+        ]
         self.rows = {int(i): row for row, i in enumerate(ids)}
         self.fed = 0  # response tokens in the cache (or pending) for every live row
 
