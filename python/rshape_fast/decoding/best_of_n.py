@@ -206,8 +206,6 @@ def run_streaming_bon(
     sampler, samples = draw_samples(lm, prompts, indices, options, costs, timer)
     state = StreamingBestOfN(len(prompts), n)
     flat = [s for group in samples for s in group]
-    # Partial responses are scored from the reward model's KV cache when it can read the
-    # LM's ids, so each checkpoint runs only the tokens drawn since the previous one.
     cached = (
         PartialResponseScorer(reward, [prompts[s.owner] for s in flat], [_id(s, n) for s in flat])
         if options.reject_fraction > 0 and shares_cache(reward, lm)
