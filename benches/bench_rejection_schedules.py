@@ -48,6 +48,8 @@ def sample_trajectories(
     prompts: list[str], n: int, budget: int, every: int, seed: int
 ) -> list[Trajectory]:
     lm, rm = load_lm(), load_reward_model()
+    if not shares_cache(rm, lm):  # checked before minutes of sampling, not after
+        raise SystemExit("this bench needs a decoder reward model that reads the LM's ids")
     options = DecodingOptions(method="bon", n=n, max_new_tokens=budget, seed=seed, top_p=0.9)
     costs, timer = [Cost() for _ in prompts], PhaseTimer()
     sampler, groups = draw_samples(lm, prompts, list(range(len(prompts))), options, costs, timer)
@@ -61,8 +63,6 @@ def sample_trajectories(
     ]
     # Partial rewards exactly as `run_streaming_bon` computes them: from the reward model's
     # KV cache, the rows still generating at each checkpoint.
-    if not shares_cache(rm, lm):
-        raise SystemExit("this bench needs a decoder reward model that reads the LM's ids")
     scorer = PartialResponseScorer(rm, [prompts[o] for o in owners], list(range(len(samples))))
     for t in range(every, budget, every):
         live = [j for j, s in enumerate(samples) if len(s.tokens) > t]
