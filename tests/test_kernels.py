@@ -515,6 +515,8 @@ def test_sample_tokens_bad_input() -> None:
         _core.sample_tokens(x, np.zeros((2, 1)), temperature=1.0)
     with pytest.raises(TypeError, match="uniforms"):
         _core.sample_tokens(x, [0.1, 0.2], temperature=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="uniforms: must be C-contiguous"):
+        _core.sample_tokens(x, np.array([0.1, 0.5, 0.2, 0.7])[::2], temperature=1.0)
     with pytest.raises(TypeError, match="float32"):
         _core.sample_tokens(x.astype(np.float64), u, temperature=1.0)  # type: ignore[arg-type]
     with pytest.raises(ShapeError, match="C-contiguous"):
@@ -523,7 +525,7 @@ def test_sample_tokens_bad_input() -> None:
         with pytest.raises(ParameterError, match="temperature"):
             _core.sample_tokens(x, u, temperature=temperature)
     for top_k in (0, -1):
-        with pytest.raises(ParameterError, match="top_k"):
+        with pytest.raises(ParameterError, match="top_k: must be >= 1"):
             _core.sample_tokens(x, u, temperature=1.0, top_k=top_k)
     for top_p in (0.0, -0.5, 1.5, float("nan")):
         with pytest.raises(ParameterError, match="top_p"):

@@ -29,7 +29,7 @@ pub struct SampleParams {
 }
 
 impl SampleParams {
-    fn check(&self, cols: usize) -> Result<()> {
+    fn check(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::Parameter {
                 arg: "temperature",
@@ -40,7 +40,9 @@ impl SampleParams {
             if k == 0 {
                 return Err(Error::Parameter {
                     arg: "top_k",
-                    message: format!("must be between 1 and the row length {cols}, got 0"),
+                    message: "must be >= 1 (a k at or above the row length keeps every token), \
+                              got 0"
+                        .into(),
                 });
             }
         }
@@ -84,7 +86,7 @@ pub fn sample_tokens(
     params: &SampleParams,
 ) -> Result<Vec<i64>> {
     check_matrix("logits", logits.len(), rows, cols)?;
-    params.check(cols)?;
+    params.check()?;
     if uniforms.len() != rows {
         return Err(Error::Shape {
             arg: "uniforms",

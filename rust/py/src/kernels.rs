@@ -464,8 +464,8 @@ fn sample_tokens<'py>(
                 parameter(
                     "top_k",
                     format!(
-                        "must be between 1 and the row length {}, got {k}",
-                        logits.cols
+                        "must be >= 1 (a k at or above the row length keeps every token), \
+                         got {k}"
                     ),
                 )
             })
