@@ -41,9 +41,10 @@ def smollm2_tokenizer():
     """The SmolLM2 tokenizer (chat template, eos/pad ``<|im_end|>``) from the model cache."""
     from transformers import AutoTokenizer
 
-    from rshape_fast.models import _ensure_lm_cache
+    from rshape_fast.cache import DEFAULT_LM
+    from rshape_fast.models.builtins import ensure_builtin
 
-    return AutoTokenizer.from_pretrained(_ensure_lm_cache(), local_files_only=True)
+    return AutoTokenizer.from_pretrained(ensure_builtin(DEFAULT_LM), local_files_only=True)
 
 
 def _tiny_llama_config(tokenizer, **overrides):

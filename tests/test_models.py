@@ -25,13 +25,13 @@ from transformers import (
     LlamaForSequenceClassification,
 )
 
-from rshape_fast import models
 from rshape_fast.cache import (
     BUILTIN_MODELS,
     CACHE_ENV_VAR,
     DEFAULT_LM,
     DEFAULT_REWARD_MODEL,
     MANIFEST_NAME,
+    SMOLLM2_CHAT_JUDGE,
     available_models,
     build_entry,
     cache_dir,
@@ -44,6 +44,7 @@ from rshape_fast.models import (
     RewardModel,
     TextRewardModel,
     as_reward_model,
+    builtins,
     load_lm,
     load_reward_model,
 )
@@ -271,6 +272,7 @@ def test_available_models_in_an_empty_cache(monkeypatch, tmp_path):
     assert [(m["name"], m["kind"]) for m in listed] == [
         (DEFAULT_LM, "lm"),
         (DEFAULT_REWARD_MODEL, "reward"),
+        (SMOLLM2_CHAT_JUDGE, "reward"),
     ]
     for entry in listed:
         assert entry["cached"] is False
@@ -363,7 +365,9 @@ def test_special_ids_and_vocab_size(tiny_lm):
 
 
 def test_from_model_chooses_a_pad_token_and_collects_eos():
-    tokenizer = AutoTokenizer.from_pretrained(models._ensure_lm_cache(), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(
+        builtins.ensure_builtin(DEFAULT_LM), local_files_only=True
+    )
     tokenizer.pad_token = None
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -664,8 +668,8 @@ def test_as_reward_model(tiny_rm):
 @pytest.mark.model
 def test_cached_lm_has_the_gguf_logits(lm):
     gguf = AutoModelForCausalLM.from_pretrained(
-        models._smollm2_gguf_folder(),
-        gguf_file=models._SMOLLM2_GGUF,
+        builtins.smollm2_gguf_folder(),
+        gguf_file=builtins.SMOLLM2_GGUF,
         dtype=torch.float32,
         local_files_only=True,
     )
@@ -727,12 +731,13 @@ def test_real_reward_structure(rm, lm):
     assert rm.shares_tokenizer(lm.tokenizer)
     assert rm.template == SENTIMENT_TEMPLATE and rm.chat_template
     assert rm.name == DEFAULT_REWARD_MODEL
-    assert all(m["cached"] for m in available_models())
+    loaded = {DEFAULT_LM, DEFAULT_REWARD_MODEL}
+    assert all(m["cached"] for m in available_models() if m["name"] in loaded)
 
 
 @pytest.mark.model
 def test_corrupt_reward_cache_is_rebuilt(rm, monkeypatch, tmp_path, capsys):
-    real_lm_folder = models._ensure_lm_cache()
+    real_lm_folder = builtins.ensure_builtin(DEFAULT_LM)
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
     # Reuse the converted LM (no 20 s conversion); the reward entry is built fresh here.
     (tmp_path / DEFAULT_LM).symlink_to(real_lm_folder, target_is_directory=True)

@@ -13,7 +13,7 @@ converts and the others wait and then reuse its result instead of converting aga
 
 The registry of built-in models (names, kinds, descriptions) lives here too: this module
 needs only the standard library (no torch), so ``rshape models`` can list the built-ins and
-their cache state cheaply. Their builders are in :mod:`rshape_fast.models`.
+their cache state cheaply. Their builders are in :mod:`rshape_fast.models.builtins`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_LM",
     "DEFAULT_REWARD_MODEL",
     "MANIFEST_NAME",
+    "SMOLLM2_CHAT_JUDGE",
     "BuiltinModel",
     "available_models",
     "build_entry",
@@ -50,6 +52,7 @@ CACHE_ENV_VAR = "RSHAPE_FAST_CACHE"
 MANIFEST_NAME = "rshape_manifest.json"
 DEFAULT_LM = "smollm2-135m-instruct"
 DEFAULT_REWARD_MODEL = "smollm2-sentiment"
+SMOLLM2_CHAT_JUDGE = "smollm2-chat-judge"
 
 
 def cache_dir() -> Path:
@@ -128,7 +131,8 @@ def file_lock(path: Path) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _write_manifest(folder: Path, format_version: int, extra: dict[str, Any]) -> None:
+def _write_manifest(folder: Path, format_version: int, extra: dict[str, Any]) -> int:
+    """Write the manifest of the files in ``folder``; return their total size in bytes."""
     files = {
         path.relative_to(folder).as_posix(): path.stat().st_size
         for path in sorted(folder.rglob("*"))
@@ -141,6 +145,19 @@ def _write_manifest(folder: Path, format_version: int, extra: dict[str, Any]) ->
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
+    return sum(files.values())
+
+
+def _human_size(size: int) -> str:
+    """``size`` bytes in decimal units, e.g. ``"538.1 MB"``."""
+    if size < 1000:
+        return f"{size} B"
+    value, unit = size / 1000, "KB"
+    for larger in ("MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, larger
+    return f"{value:.1f} {unit}"
 
 
 def build_entry(
@@ -153,8 +170,9 @@ def build_entry(
     """Return ``folder`` as a valid cache entry, building it with ``build`` if needed.
 
     ``build(tmp)`` writes every file of the entry into the empty folder ``tmp`` and returns
-    extra fields for the manifest. ``message`` is printed to stderr before a build, because a
-    conversion can take tens of seconds and the user should know why.
+    extra fields for the manifest. ``message`` (what is built, and where) is printed to
+    stderr before a build, because a conversion can take tens of seconds and the user should
+    know why; one more line after it says how much was written and how long it took.
     """
     if is_valid_entry(folder, format_version):
         return folder
@@ -176,11 +194,12 @@ def build_entry(
         for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         print(message, file=sys.stderr, flush=True)
+        started = time.perf_counter()
         tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             extra = build(tmp)
-            _write_manifest(tmp, format_version, extra)
+            size = _write_manifest(tmp, format_version, extra)
             if folder.exists() or folder.is_symlink():
                 # A directory cannot be renamed onto a non-empty one: move the broken
                 # entry aside first, then delete it.
@@ -194,6 +213,12 @@ def build_entry(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        print(
+            f"rshape_fast: wrote {_human_size(size)} to {folder} in "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     if not is_valid_entry(folder, format_version):
         raise ModelError(f"the cache entry {folder} is invalid right after building it")
     return folder
@@ -228,6 +253,14 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         "reward",
         'positive-sentiment judge: log p("Positive") - log p("Negative") of SmolLM2 on a '
         "judging prompt, as a LlamaForSequenceClassification (relative score, biased positive)",
+        format_version=1,
+    ),
+    SMOLLM2_CHAT_JUDGE: BuiltinModel(
+        SMOLLM2_CHAT_JUDGE,
+        "reward",
+        "conversation-format judge: SmolLM2's chat template renders the user turn, the "
+        "assistant's reply, then a fixed turn asking whether that reply was positive or "
+        'negative; score log p("Positive") - log p("Negative") (relative score)',
         format_version=1,
     ),
 }

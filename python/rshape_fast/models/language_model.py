@@ -1,0 +1,134 @@
+"""The causal language model a decoder runs: loading, tokenisation and the special ids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rshape_fast.cache import DEFAULT_LM
+from rshape_fast.errors import InvalidInputError, ModelError
+from rshape_fast.models.builtins import resolve_model
+from rshape_fast.models.loading import (
+    DtypeLike,
+    ensure_pad_token,
+    prepare,
+    quiet_loading,
+    resolve_dtype,
+)
+from rshape_fast.models.text import check_text, render_chat
+
+__all__ = ["LanguageModel", "load_lm"]
+
+
+# eq=False: identity semantics, so a LanguageModel is hashable (usable as a cache key) and
+# == never compares models field by field.
+@dataclass(eq=False)
+class LanguageModel:
+    """A causal LM ready for decoding: model in eval mode on ``device``, its tokenizer, and
+    the ids a decoder needs (``eos_token_ids`` to stop rows, ``pad_token_id`` to pad them).
+    """
+
+    name: str
+    model: PreTrainedModel = field(repr=False)
+    tokenizer: PreTrainedTokenizerBase = field(repr=False)
+    device: torch.device
+    eos_token_ids: frozenset[int]
+    pad_token_id: int
+
+    def encode(self, prompt: str, *, chat_template: bool = True) -> list[int]:
+        """Token ids of ``prompt``: as a user chat turn followed by the assistant generation
+        prompt (``chat_template=True``), or as plain text with the tokenizer's usual special
+        tokens. An empty or whitespace-only prompt raises :class:`InvalidInputError`.
+        """
+        check_text(prompt, "prompt")
+        if not prompt.strip():
+            raise InvalidInputError("prompt must not be empty or whitespace only")
+        if chat_template:
+            try:
+                text = render_chat(
+                    self.tokenizer,
+                    [{"role": "user", "content": prompt}],
+                    add_generation_prompt=True,
+                )
+            except ModelError as exc:
+                raise ModelError(f"{exc}; use chat_template=False") from exc
+            # The rendered template already holds every special token it needs.
+            ids = self.tokenizer(text, add_special_tokens=False)
+        else:
+            ids = self.tokenizer(prompt, add_special_tokens=True)
+        return [int(i) for i in ids["input_ids"]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids`` with special tokens (eos, chat markers, padding) removed."""
+        return str(self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True))
+
+    @classmethod
+    def from_model(
+        cls,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str = "custom",
+        device: str | torch.device | None = None,
+    ) -> LanguageModel:
+        """Wrap an in-memory causal LM and its tokenizer (moved to ``device`` if given, put in
+        eval mode). Eos ids are the tokenizer's plus the generation config's; a tokenizer
+        without a pad token gets its eos (or unk) token as pad.
+        """
+        target = torch.device(device) if device is not None else next(model.parameters()).device
+        pad_token_id = ensure_pad_token(tokenizer, model.config)
+        eos: set[int] = set()
+        if tokenizer.eos_token_id is not None:
+            eos.add(int(tokenizer.eos_token_id))
+        generation_eos = getattr(model.generation_config, "eos_token_id", None)
+        if isinstance(generation_eos, int):
+            eos.add(generation_eos)
+        elif generation_eos is not None:
+            eos.update(int(i) for i in generation_eos)
+        return cls(
+            name=name,
+            model=prepare(model, target),
+            tokenizer=tokenizer,
+            device=target,
+            eos_token_ids=frozenset(eos),
+            pad_token_id=pad_token_id,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        """The size of the logits' last dimension (may exceed ``len(tokenizer)``)."""
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+
+def load_lm(
+    name_or_path: str | os.PathLike[str] = DEFAULT_LM,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: DtypeLike = torch.float32,
+) -> LanguageModel:
+    """Load a causal LM: a built-in name (see :func:`~rshape_fast.cache.available_models`;
+    converted into the cache on first use) or a local Hugging Face causal-LM folder, cast to
+    ``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"`` or the torch dtype; the cache
+    stays float32). Never touches the network.
+    """
+    torch_dtype = resolve_dtype(dtype)
+    folder = resolve_model(name_or_path, "lm")
+    target = torch.device(device)
+    try:
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, dtype=torch_dtype, local_files_only=True
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load a causal LM from {folder}: {exc}") from exc
+    return LanguageModel.from_model(model, tokenizer, name=os.fspath(name_or_path), device=target)

@@ -1,0 +1,80 @@
+"""What every model loader shares: quiet loading, the pad token, eval mode, the dtype."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rshape_fast.errors import ParameterError
+
+__all__ = ["DTYPES", "DtypeLike", "ensure_pad_token", "prepare", "quiet_loading", "resolve_dtype"]
+
+# The floating-point dtypes a model may be loaded in, by name. The cache always holds
+# float32 weights; a model is cast to one of these when it is loaded.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+DtypeLike = torch.dtype | str
+
+
+def resolve_dtype(dtype: DtypeLike) -> torch.dtype:
+    """``dtype`` as a torch dtype: one of :data:`DTYPES`, given by name or as the dtype."""
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    raise ParameterError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+@contextlib.contextmanager
+def quiet_loading(*, progress: bool = False) -> Iterator[None]:
+    """Hide transformers' per-load progress bars (unless ``progress``): a reload takes
+    under a second and a bar per load is noise. The global setting is restored after.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, config: Any) -> int:
+    """Give the tokenizer a pad token if it has none, mirror it into ``config``, return it.
+
+    Padding is always masked out (and scores are read at explicit positions), so any valid
+    id works; eos (or unk) keeps the vocabulary unchanged, unlike adding a new token.
+    """
+    if tokenizer.pad_token_id is None:
+        for candidate in (tokenizer.eos_token, tokenizer.unk_token, tokenizer.bos_token):
+            if candidate is not None:
+                tokenizer.pad_token = candidate
+                break
+        else:
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(0)
+    pad_token_id = int(tokenizer.pad_token_id)
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = pad_token_id
+    return pad_token_id
+
+
+def prepare(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+    """``model`` on ``device``, in eval mode, with autograd off for its parameters."""
+    # Typed as a plain Module: transformers' decorated .to() confuses type checkers.
+    module: torch.nn.Module = model
+    module.to(device)
+    model.eval()
+    # Inference only: no autograd bookkeeping even outside torch.inference_mode.
+    model.requires_grad_(False)
+    return model
