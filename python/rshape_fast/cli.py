@@ -1,16 +1,30 @@
-"""The `rshape` command: generate, list models, run the demo (and, later, evaluate)."""
+"""The `rshape` command: generate, list models, run the demo, evaluate, controlled decoding.
+
+Building the parser and running `rshape --help`, `rshape SUBCOMMAND --help` or
+`rshape models` imports neither torch nor transformers: the knobs come from the torch-free
+`decoding.registry` and `decoding.options`, and every command imports what it needs when it
+runs. A command that needs a missing optional dependency fails in one line that names the
+extra to install (see `main`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
+from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
 from rshape_fast.errors import RshapeError
+
+#: Values of `--dtype` and `--rm-dtype` (names of torch dtypes).
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _delimiters(text: str) -> tuple[str, ...]:
@@ -18,60 +32,111 @@ def _delimiters(text: str) -> tuple[str, ...]:
     return tuple(text.encode().decode("unicode_escape").split(","))
 
 
-# (flag, DecodingOptions field, type, help). Defaults come from DecodingOptions itself.
-KNOBS: list[tuple[str, str, Any, str]] = [
-    ("--method", "method", str, "decoding method"),
-    ("--shaping", "shaping", str, "reward transform (algorithms.md §3)"),
-    ("--k", "k", int, "candidate tokens per step"),
-    ("--weight", "weight", float, "guidance weight λ (= 1/β)"),
-    ("--bound", "bound", float, "SRS bound B"),
-    ("--alpha", "alpha", float, "sigmoid sharpness α"),
-    ("--beta", "beta", float, "KL strength β of the SRS weight (default 1/λ)"),
-    ("--spread-ratio", "spread_ratio", float, "B_eff = min(B, ratio·(max r − min r))"),
-    ("--max-weight", "max_weight", float, "cap of the SRS weight γ (token level)"),
-    ("--max-exponent", "max_exponent", float, "cap of the exponent B/β (sequence level)"),
-    ("--cap", "cap", float, "cap of the 'cap' transform"),
-    ("--perturbation", "perturbation", str, "robustness perturbation of the rewards"),
-    ("--noise-variance", "noise_variance", float, "variance of the 'noise' perturbation"),
-    ("--temperature", "temperature", float, "sampling temperature"),
-    ("--top-k", "top_k", int, "base sampling: keep the top-k tokens"),
-    ("--top-p", "top_p", float, "base sampling: nucleus mass"),
-    ("--max-new-tokens", "max_new_tokens", int, "tokens to generate at most"),
-    ("--batch-size", "batch_size", int, "prompts decoded together"),
-    ("--seed", "seed", int, "seed of every random draw"),
-    ("--n", "n", int, "best-of-N family: samples per prompt"),
-    ("--checkpoint-tokens", "checkpoint_tokens", int, "streaming_bon: tokens per checkpoint"),
-    ("--reject-fraction", "reject_fraction", float, "streaming_bon: share rejected per check"),
-    ("--segment-delimiters", "segment_delimiters", _delimiters, "segment ends: 'a,b', \\n escapes"),
-    ("--entropy-threshold", "entropy_threshold", float, "segment ends above this entropy"),
-    ("--min-segment-tokens", "min_segment_tokens", int, "segment tokens before the entropy rule"),
-    ("--max-segment-tokens", "max_segment_tokens", int, "length cap of a segment"),
-    ("--segment-samples", "segment_samples", int, "segments sampled per prefix and round"),
-    ("--retries", "retries", int, "segment: extra rounds before taking the best"),
-    ("--accept-threshold", "accept_threshold", float, "segment: fixed acceptance reward"),
-    ("--beam-width", "beam_width", int, "segment_beam: prefixes kept per prompt"),
-    ("--value-head", "value_head", str, "cd: value head folder written by `rshape cd-train`"),
+@dataclass(frozen=True)
+class Knob:
+    """A `DecodingOptions` field as a command-line flag.
+
+    `shown` is how the help prints the field's default (`{}` is the default itself): it says
+    what an unset (None) value means, or when the default applies at all.
+    """
+
+    flag: str
+    name: str
+    kind: Any
+    text: str
+    shown: str = "{}"
+
+
+# Defaults come from DecodingOptions itself; `shown` only says how to read them.
+KNOBS: list[Knob] = [
+    Knob("--method", "method", str, "decoding method"),
+    Knob("--shaping", "shaping", str, "reward transform (docs/algorithms.md §3)"),
+    Knob("--k", "k", int, "candidate tokens per step"),
+    Knob("--weight", "weight", float, "guidance weight λ (= 1/β)"),
+    Knob("--bound", "bound", float, "SRS bound B"),
+    Knob("--alpha", "alpha", float, "sigmoid sharpness α"),
+    Knob("--beta", "beta", float, "KL strength β of the SRS weight", "1/λ"),
+    Knob("--spread-ratio", "spread_ratio", float, "B_eff = min(B, ratio·(max r − min r))"),
+    Knob("--max-weight", "max_weight", float, "cap of the SRS weight γ (token level)"),
+    Knob("--max-exponent", "max_exponent", float, "cap of B/β (sequence level)", "no cap"),
+    Knob("--cap", "cap", float, "cap of the 'cap' transform"),
+    Knob("--perturbation", "perturbation", str, "robustness perturbation of the rewards"),
+    Knob("--noise-variance", "noise_variance", float, "variance of the 'noise' perturbation"),
+    Knob(
+        "--temperature",
+        "temperature",
+        float,
+        "temperature of --sample and of the sampling methods",
+        "{} where sampling applies",
+    ),
+    Knob("--top-k", "top_k", int, "sampling: keep the top-k tokens", "off"),
+    Knob("--top-p", "top_p", float, "sampling: nucleus mass", "off"),
+    Knob("--max-new-tokens", "max_new_tokens", int, "tokens to generate at most"),
+    Knob("--batch-size", "batch_size", int, "prompts decoded together"),
+    Knob("--seed", "seed", int, "seed of every random draw"),
+    Knob("--n", "n", int, "best-of-N family: samples per prompt"),
+    Knob("--checkpoint-tokens", "checkpoint_tokens", int, "streaming_bon: tokens per checkpoint"),
+    Knob("--reject-fraction", "reject_fraction", float, "streaming_bon: share dropped per check"),
+    Knob(
+        "--segment-delimiters",
+        "segment_delimiters",
+        _delimiters,
+        "segment ends: 'a,b', with \\n escapes",
+        "newline and . ! ?",
+    ),
+    Knob(
+        "--entropy-threshold",
+        "entropy_threshold",
+        float,
+        "segment ends above this next-token entropy",
+        "off",
+    ),
+    Knob("--min-segment-tokens", "min_segment_tokens", int, "segment tokens before entropy rule"),
+    Knob("--max-segment-tokens", "max_segment_tokens", int, "length cap of a segment"),
+    Knob("--segment-samples", "segment_samples", int, "segments sampled per prefix and round"),
+    Knob("--retries", "retries", int, "segment: extra rounds before taking the best"),
+    Knob(
+        "--accept-threshold",
+        "accept_threshold",
+        float,
+        "segment: fixed acceptance reward",
+        "the SRS threshold of each round",
+    ),
+    Knob("--beam-width", "beam_width", int, "segment_beam: prefixes kept per prompt"),
+    Knob(
+        "--value-head",
+        "value_head",
+        str,
+        "cd: value head folder written by `rshape cd-train`",
+        "none; cd needs one",
+    ),
 ]
 
 
 def _add_knobs(parser: argparse.ArgumentParser) -> None:
-    from rshape_fast.decoding.options import METHODS, PERTURBATIONS, SHAPINGS, DecodingOptions
+    from rshape_fast.decoding.options import PERTURBATIONS, SHAPINGS, DecodingOptions
+    from rshape_fast.decoding.registry import METHODS, TOKEN_LEVEL
 
     defaults = DecodingOptions()
     choices = {"method": METHODS, "shaping": SHAPINGS, "perturbation": PERTURBATIONS}
     group = parser.add_argument_group("decoding knobs")
-    for flag, name, kind, text in KNOBS:
-        default = getattr(defaults, name)
+    for knob in KNOBS:
+        default = getattr(defaults, knob.name)
         group.add_argument(
-            flag,
-            dest=name,
-            type=kind,
+            knob.flag,
+            dest=knob.name,
+            type=knob.kind,
             default=default,
-            choices=choices.get(name),
-            help=f"{text} (default: {default})",
+            choices=choices.get(knob.name),
+            # argparse expands %-formats in help texts.
+            help=f"{knob.text} (default: {knob.shown.format(default)})".replace("%", "%%"),
         )
     group.add_argument(
-        "--sample", dest="greedy", action="store_false", help="sample instead of greedy decoding"
+        "--sample",
+        dest="greedy",
+        action="store_false",
+        help=f"{', '.join(TOKEN_LEVEL)}: sample instead of decoding greedily "
+        "(the other methods always sample)",
     )
     group.add_argument(
         "--no-chat-template",
@@ -80,36 +145,67 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
         help="feed prompts as raw text, without the LM's chat template",
     )
     group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    group.add_argument("--lm", default="smollm2-135m-instruct", help="LM: built-in name or folder")
-    group.add_argument("--rm", default="smollm2-sentiment", help="reward model: name or folder")
+
+
+def _add_models(parser: argparse.ArgumentParser) -> None:
+    """--lm, --rm (repeatable), --dtype, --rm-dtype and --device."""
+    group = parser.add_argument_group("models")
+    group.add_argument("--lm", default=DEFAULT_LM, help="LM: built-in name or HF folder")
+    group.add_argument(
+        "--rm",
+        action="append",
+        help=f"steering reward model: built-in name or folder; repeat for an ensemble "
+        f"(default: {DEFAULT_REWARD_MODEL})",
+    )
+    group.add_argument("--dtype", choices=DTYPES, help="LM weights (default: float32)")
+    group.add_argument("--rm-dtype", choices=DTYPES, help="reward model weights (default: float32)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
 
+def _reward_model_names(args: argparse.Namespace) -> list[str]:
+    """The `--rm` values given, or the default reward model."""
+    return list(args.rm or [DEFAULT_REWARD_MODEL])
+
+
+def _dtype_kwargs(name: str | None) -> dict[str, Any]:
+    """`dtype=` for a model loader when a dtype was named; else the loader's default holds."""
+    if name is None:
+        return {}
+    import torch
+
+    return {"dtype": getattr(torch, name)}
+
+
 def _knobs(args: argparse.Namespace) -> dict[str, Any]:
-    names = [name for _, name, _, _ in KNOBS] + ["greedy", "chat_template"]
+    names = [knob.name for knob in KNOBS] + ["greedy", "chat_template"]
     out = {name: getattr(args, name) for name in names}
     out["stop"] = tuple(args.stop)
     return out
 
 
-def _read_prompts(args: argparse.Namespace) -> list[str]:
+def _read_prompts(args: argparse.Namespace) -> tuple[list[str], list[str] | None]:
+    """The prompts and their keys: a prompt file's ids, or None (keyed by their text)."""
+    if args.prompt:
+        return list(args.prompt), None
     from rshape_fast.prompts import load_prompts
 
-    texts = list(args.prompt or [])
-    if args.prompts_file:
-        texts += [
-            p.text for p in load_prompts(args.prompts_file, split=args.split, limit=args.limit)
-        ]
-    if not texts:
-        raise SystemExit("rshape generate: give --prompt TEXT or --prompts-file FILE")
-    return texts
+    prompts = load_prompts(args.prompts_file, split=args.split, limit=args.limit)
+    return [p.text for p in prompts], [p.id for p in prompts]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from rshape_fast.decoding import generate
-    from rshape_fast.models import load_lm
+    from rshape_fast.models import load_lm, load_reward_model
 
-    prompts = _read_prompts(args)
+    prompts, keys = _read_prompts(args)
+    lm = load_lm(args.lm, device=args.device, **_dtype_kwargs(args.dtype))
+    # `base` decodes from the LM alone: no reward model to load.
+    rms = [
+        load_reward_model(name, device=args.device, **_dtype_kwargs(args.rm_dtype))
+        for name in ([] if args.method == "base" else _reward_model_names(args))
+    ]
+    # Several --rm are handed to generate as a list, the ensemble; one is passed as itself.
+    rm: Any = None if not rms else rms[0] if len(rms) == 1 else rms
     out = open(args.output, "a", encoding="utf-8") if args.output else None
     try:
 
@@ -123,8 +219,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         generate(
             prompts,
-            lm=load_lm(args.lm, device=args.device),
-            rm=None if args.method == "base" else args.rm,
+            keys=keys,
+            lm=lm,
+            rm=rm,
             device=args.device,
             progress=not args.quiet,
             on_result=write,
@@ -137,7 +234,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from rshape_fast.models import available_models, cache_dir
+    from rshape_fast.cache import available_models, cache_dir
 
     print(f"cache: {cache_dir()}")
     for entry in available_models():
@@ -197,14 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="decode prompts with a method and shaping scheme")
-    gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-    gen.add_argument("--prompts-file", help="JSONL (id, prompt) or text file, one prompt a line")
+    gen = sub.add_parser(
+        "generate",
+        help="decode prompts with a method and shaping scheme",
+        description="Decode prompts and write one JSON line per prompt as its batch finishes.",
+    )
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    source.add_argument(
+        "--prompts-file",
+        help="prompt file: .jsonl with an `id` and a `prompt` per line, or text with one "
+        "prompt a line (README, 'Prompt files'); ids key the random draws",
+    )
     gen.add_argument("--split", choices=("train", "test"), help="keep only this split of the file")
     gen.add_argument("--limit", type=int, help="use at most this many prompts of the file")
     gen.add_argument("--output", "-o", help="append results to this JSONL file as they finish")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_knobs(gen)
+    _add_models(gen)
     gen.set_defaults(func=cmd_generate)
 
     models = sub.add_parser("models", help="list the built-in models and whether they are cached")
@@ -226,6 +333,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _extra_providing(module: str) -> str | None:
+    """The extra of rshape_fast whose requirements install `module` (a top-level import
+    name), read from the installed package's metadata; None if no extra does."""
+    try:
+        requirements = metadata.requires("rshape_fast") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        # e.g. "tomli>=2 ; python_version < '3.11' and extra == 'eval'".
+        name = re.match(r"[A-Za-z0-9._-]+", requirement)
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", requirement)
+        if name and extra and _normalized(name.group()) == _normalized(module):
+            return extra.group(1)
+    return None
+
+
+def _normalized(name: str) -> str:
+    """A distribution or module name compared as PEP 503 does (vaderSentiment = vadersentiment)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rshape` command."""
     args = build_parser().parse_args(argv)
@@ -233,6 +361,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except RshapeError as err:
         print(f"rshape: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        # The one place where a missing optional dependency becomes a one-line answer.
+        module = (err.name or "").partition(".")[0]
+        extra = _extra_providing(module)
+        if extra is None:
+            raise
+        print(
+            f"rshape: error: `rshape {args.command}` needs {module}, which is not installed: "
+            f"pip install 'rshape_fast[{extra}]' (in a checkout: pip install '.[{extra}]')",
+            file=sys.stderr,
+        )
         return 2
 
 

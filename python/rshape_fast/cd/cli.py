@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
+
 
 def cmd_cd_data(args: argparse.Namespace) -> int:
     from rshape_fast.cd.data import CDDataConfig, check_resumable, collect
@@ -117,8 +119,8 @@ def add_cd_commands(subparsers: Any) -> None:
         "--no-chat-template", dest="chat_template", action="store_false", help="raw prompts"
     )
     data.add_argument("--dtype", default="float16", choices=("float16", "float32"))
-    data.add_argument("--lm", default="smollm2-135m-instruct", help="LM: built-in name or folder")
-    data.add_argument("--rm", default="smollm2-sentiment", help="steering reward model")
+    data.add_argument("--lm", default=DEFAULT_LM, help="LM: built-in name or folder")
+    data.add_argument("--rm", default=DEFAULT_REWARD_MODEL, help="steering reward model")
     data.add_argument("--device", default="cpu", help="torch device")
     data.add_argument("--overwrite", action="store_true", help="replace existing data")
     data.add_argument("--quiet", action="store_true", help="no progress bar")
