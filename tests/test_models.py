@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -37,7 +38,13 @@ from rshape_fast.cache import (
     cache_dir,
     is_valid_entry,
 )
-from rshape_fast.errors import InvalidInputError, ModelError, NonFiniteError, ShapeError
+from rshape_fast.errors import (
+    InvalidInputError,
+    ModelError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+)
 from rshape_fast.models import (
     SENTIMENT_TEMPLATE,
     LanguageModel,
@@ -154,7 +161,14 @@ def test_entry_is_built_once_then_reused(tmp_path, capsys):
         "files": {"sub/config.json": 8, "weights.bin": 200},
         "note": "toy",
     }
-    assert "building toy" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "building toy" in err
+    # One line before the build (what, where), one after it (size written, seconds taken).
+    before, after = err.strip().splitlines()
+    assert before == "building toy"
+    assert re.fullmatch(
+        rf"rshape_fast: wrote 208 B to {re.escape(str(folder))} in \d+\.\d s", after
+    )
     _build_toy(folder, builder)
     assert builder.calls == 1
     assert capsys.readouterr().err == ""
@@ -313,6 +327,51 @@ def test_folder_without_a_model_is_a_model_error(tmp_path):
 def test_name_must_be_a_string_or_path():
     with pytest.raises(InvalidInputError, match="name_or_path"):
         load_lm(123)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# dtype on load (tiny models saved to a folder)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        ("float32", torch.float32),
+        ("bfloat16", torch.bfloat16),
+        ("float16", torch.float16),
+        (torch.bfloat16, torch.bfloat16),
+    ],
+)
+def test_reward_model_is_cast_on_load(tiny_rm, tmp_path, dtype, expected):
+    tiny_rm.model.save_pretrained(tmp_path)
+    tiny_rm.tokenizer.save_pretrained(tmp_path)
+    on_disk = json.loads((tmp_path / "config.json").read_text())["dtype"]
+    loaded = RewardModel.from_pretrained(tmp_path, template="{response}", dtype=dtype)
+    assert {p.dtype for p in loaded.model.parameters()} == {expected}
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == on_disk == "float32"
+    scores = loaded.score(["p"] * 3, SIMPLE_RESPONSES[:3])
+    assert scores.dtype == np.float32
+    # bf16 keeps 8 bits of mantissa: the scores move, but only a little.
+    tolerance = 1e-5 if expected == torch.float32 else 0.1
+    np.testing.assert_allclose(
+        scores, tiny_rm.score(["p"] * 3, SIMPLE_RESPONSES[:3]), atol=tolerance
+    )
+
+
+def test_lm_is_cast_on_load(tiny_lm, tmp_path):
+    tiny_lm.model.save_pretrained(tmp_path)
+    tiny_lm.tokenizer.save_pretrained(tmp_path)
+    loaded = load_lm(tmp_path, dtype="bfloat16")
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    assert loaded.eos_token_ids == tiny_lm.eos_token_ids
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "float64", torch.int8, None])
+def test_bad_dtype_is_a_parameter_error_listing_the_allowed_ones(tmp_path, dtype):
+    for load in (load_lm, load_reward_model, RewardModel.from_pretrained):
+        with pytest.raises(ParameterError, match="float32, bfloat16, float16"):
+            load(tmp_path, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -681,6 +740,23 @@ def test_cached_lm_has_the_gguf_logits(lm):
 
 
 @pytest.mark.model
+def test_real_models_load_in_bfloat16_from_the_float32_cache(lm, rm):
+    half_lm = load_lm(dtype="bfloat16")
+    half_rm = load_reward_model(dtype=torch.bfloat16)
+    assert {p.dtype for p in half_lm.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half_rm.model.parameters()} == {torch.bfloat16}
+    for builtin in (DEFAULT_LM, DEFAULT_REWARD_MODEL):
+        entry = BUILTIN_MODELS[builtin]
+        assert is_valid_entry(entry.folder, entry.format_version)  # untouched on disk
+        assert json.loads((entry.folder / "config.json").read_text())["dtype"] == "float32"
+    texts = [POSITIVE_TEXTS[0], NEGATIVE_TEXTS[0]]
+    half = half_rm.score(["", ""], texts)
+    full = rm.score(["", ""], texts)
+    assert half[0] > half[1]
+    np.testing.assert_allclose(half, full, atol=0.5)
+
+
+@pytest.mark.model
 def test_real_lm_basics(lm):
     im_end = lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert im_end in lm.eos_token_ids
@@ -746,7 +822,10 @@ def test_corrupt_reward_cache_is_rebuilt(rm, monkeypatch, tmp_path, capsys):
     expected = rm.score(["", ""], texts)
 
     load_reward_model()
-    assert "building the sentiment reward model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "building the sentiment reward model" in err
+    assert f"into {folder}" in err
+    assert re.search(rf"wrote \d+\.\d MB to {re.escape(str(folder))} in \d+\.\d s", err)
     version = BUILTIN_MODELS[DEFAULT_REWARD_MODEL].format_version
     assert is_valid_entry(folder, version)
 
