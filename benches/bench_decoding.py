@@ -14,14 +14,19 @@ the cost of SRS shaping over raw ARGS. Not a test: nothing here asserts a timing
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from rshape_fast.decoding import generate
-from rshape_fast.decoding.reference import naive_args
 from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
+
+# The naive loop lives with the tests that check the fast path against it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from naive_decoding import naive_args
 
 
 def main() -> None:

@@ -27,9 +27,10 @@ import numpy as np
 from rshape_fast._core import StreamingBestOfN
 from rshape_fast.decoding.best_of_n import draw_samples
 from rshape_fast.decoding.options import DecodingOptions
-from rshape_fast.decoding.results import Cost, PhaseTimer
-from rshape_fast.decoding.reward_state import PartialResponseScorer, shares_cache
-from rshape_fast.decoding.sampler import score_texts
+from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.response_sampler import score_texts
+from rshape_fast.decoding.results import Cost
+from rshape_fast.decoding.reward_scorers import PartialResponseScorer, shares_cache
 from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
 

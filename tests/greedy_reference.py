@@ -45,7 +45,7 @@ def ensure_value_head(hidden_size: int) -> Path:
     if not (VALUE_HEAD / "config.json").is_file():
         import torch
 
-        from rshape_fast.cd.value_head import ValueHead
+        from rshape_fast.decoding.value_head import ValueHead
 
         torch.manual_seed(1234)
         head = ValueHead(hidden_size, width=16, config={"lm": "smollm2-135m-instruct"})

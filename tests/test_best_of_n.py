@@ -12,8 +12,9 @@ import pytest
 from rshape_fast.decoding import generate
 from rshape_fast.decoding.best_of_n import run_bon, run_streaming_bon
 from rshape_fast.decoding.options import DecodingOptions
-from rshape_fast.decoding.results import Cost, PhaseTimer
-from rshape_fast.decoding.sampler import Sample, Sampler
+from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.response_sampler import Sample, Sampler
+from rshape_fast.decoding.results import Cost
 from rshape_fast.errors import ParameterError
 from rshape_fast.models import TextRewardModel
 
@@ -23,6 +24,10 @@ PROMPTS = [
 ]
 # Small enough for a loaded 2-core machine, large enough for rejection to matter.
 KNOBS = dict(n=4, max_new_tokens=10, seed=3, temperature=1.0, checkpoint_tokens=3)
+
+
+def _no_progress(tokens: int) -> None:
+    del tokens
 
 
 def _draw(lm, prompts, n, *, seed=0, max_new_tokens=6, indices=None):
@@ -192,9 +197,11 @@ def test_bon_batch_equals_one_at_a_time(lm, rm, bon):
 def test_bad_input_is_a_clear_error(lm, rm):
     options = DecodingOptions(method="bon")
     with pytest.raises(ParameterError, match="rm: method 'bon' needs a reward model"):
-        run_bon(lm, None, PROMPTS, [0, 1], options)
+        run_bon(lm, None, PROMPTS, [0, 1], options, _no_progress)
     with pytest.raises(ParameterError, match="needs a reward model"):
-        run_streaming_bon(lm, None, PROMPTS, [0, 1], DecodingOptions(method="streaming_bon"))
+        run_streaming_bon(
+            lm, None, PROMPTS, [0, 1], DecodingOptions(method="streaming_bon"), _no_progress
+        )
     with pytest.raises(ParameterError, match="n"):
         generate(PROMPTS, lm=lm, rm=rm, method="bon", n=0)
     with pytest.raises(ParameterError, match="reject_fraction"):

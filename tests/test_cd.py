@@ -26,7 +26,6 @@ from rshape_fast.cd.cli import add_cd_commands
 from rshape_fast.cd.data import check_resumable
 from rshape_fast.cd.train import shaped_targets
 from rshape_fast.decoding import generate
-from rshape_fast.decoding.controlled import keep_candidate, run_candidates
 from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.errors import ModelError, ParameterError
 from rshape_fast.models import TextRewardModel
@@ -171,7 +170,10 @@ def test_cached_candidate_states_equal_full_recompute(lm):
             seq.append(t)
         (logits,) = state.advance(token)
     cands = torch.topk(logits, 4, dim=-1).indices
-    cand_logits, cand_hidden = run_candidates(state, cands)
+    out = state.forward_blocks(
+        cands, 1, same_position=True, logits_to_keep=4, output_hidden_states=True
+    )
+    cand_logits, cand_hidden = out.logits.float(), out.hidden_states[-1].float()
     with torch.inference_mode():
         for r, seq in enumerate(seqs):
             for j in range(4):
@@ -185,7 +187,7 @@ def test_cached_candidate_states_equal_full_recompute(lm):
                 )
     # Keeping a candidate's KV column is the same as having run that token.
     chosen = torch.tensor([3, 1])
-    keep_candidate(state, chosen)
+    state.keep_column(4, chosen)
     nxt = cand_logits[torch.arange(2), chosen].argmax(-1)
     (after,) = state.advance(nxt)
     with torch.inference_mode():
@@ -303,7 +305,7 @@ def test_value_head_without_input_scaling_is_refused(tmp_path):
     # must name them, not silently run unscaled.
     from safetensors.torch import load_file, save_file
 
-    from rshape_fast.cd.value_head import WEIGHTS_NAME, ValueHead
+    from rshape_fast.decoding.value_head import WEIGHTS_NAME, ValueHead
 
     ValueHead(8, 4).save(tmp_path)
     state = load_file(str(tmp_path / WEIGHTS_NAME))

@@ -7,8 +7,9 @@ import pytest
 
 from rshape_fast.decoding import generate
 from rshape_fast.decoding.options import DecodingOptions
-from rshape_fast.decoding.results import Cost, PhaseTimer
-from rshape_fast.decoding.sampler import Sample, Sampler
+from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.response_sampler import Sample, Sampler
+from rshape_fast.decoding.results import Cost
 from rshape_fast.decoding.segments import run_segment, run_segment_beam
 from rshape_fast.errors import ParameterError
 
@@ -18,6 +19,10 @@ PROMPTS = [
 ]
 # Segments of at most 5 tokens inside a 10-token budget: several segments per response.
 KNOBS = dict(max_new_tokens=10, max_segment_tokens=5, segment_samples=2, seed=4)
+
+
+def _no_progress(tokens: int) -> None:
+    del tokens
 
 
 def _segments(lm, **knobs):
@@ -158,9 +163,11 @@ def test_beam_batch_equals_one_at_a_time(lm, rm, beam):
 @pytest.mark.model
 def test_bad_input_is_a_clear_error(lm, rm):
     with pytest.raises(ParameterError, match="needs a reward model"):
-        run_segment(lm, None, PROMPTS, [0, 1], DecodingOptions(method="segment"))
+        run_segment(lm, None, PROMPTS, [0, 1], DecodingOptions(method="segment"), _no_progress)
     with pytest.raises(ParameterError, match="needs a reward model"):
-        run_segment_beam(lm, None, PROMPTS, [0, 1], DecodingOptions(method="segment_beam"))
+        run_segment_beam(
+            lm, None, PROMPTS, [0, 1], DecodingOptions(method="segment_beam"), _no_progress
+        )
     with pytest.raises(ParameterError, match="beam_width"):
         generate(PROMPTS, lm=lm, rm=rm, method="segment_beam", beam_width=0)
     with pytest.raises(ParameterError, match="min_segment_tokens"):

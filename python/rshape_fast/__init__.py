@@ -2,8 +2,8 @@
 
 The kernels (``topk``, ``stackelberg_threshold``, ``shape_rewards``, ``fuse_and_select``,
 ``SegmentBeam``, ``StreamingBestOfN``) need only numpy. Everything that touches a model
-(``generate``, ``load_lm``, ``RewardModel``, ...) imports torch on first use, so
-``import rshape_fast`` stays light.
+(``generate``, ``stream``, ``load_lm``, ``RewardModel``, ...) imports torch on first use,
+so ``import rshape_fast`` stays light.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ __all__ = [
 # Names resolved on first access (module-level __getattr__, PEP 562), so that
 # `import rshape_fast` never imports torch: name -> the module defining it.
 _LAZY_EXPORTS: dict[str, str] = {
+    "generate": "rshape_fast.decoding",
+    "stream": "rshape_fast.decoding",
+    "DecodingOptions": "rshape_fast.decoding",
+    "GenerationResult": "rshape_fast.decoding",
+    "Cost": "rshape_fast.decoding",
+    "METHODS": "rshape_fast.decoding",
     "LanguageModel": "rshape_fast.models",
     "RewardModel": "rshape_fast.models",
     "TextRewardModel": "rshape_fast.models",
@@ -62,6 +68,12 @@ __all__ += sorted(_LAZY_EXPORTS)
 if TYPE_CHECKING:  # static checkers see the real objects; "X as X" marks a re-export
     from rshape_fast.cache import available_models as available_models
     from rshape_fast.cache import cache_dir as cache_dir
+    from rshape_fast.decoding import METHODS as METHODS
+    from rshape_fast.decoding import Cost as Cost
+    from rshape_fast.decoding import DecodingOptions as DecodingOptions
+    from rshape_fast.decoding import GenerationResult as GenerationResult
+    from rshape_fast.decoding import generate as generate
+    from rshape_fast.decoding import stream as stream
     from rshape_fast.models import LanguageModel as LanguageModel
     from rshape_fast.models import RewardModel as RewardModel
     from rshape_fast.models import TextRewardModel as TextRewardModel

@@ -3,7 +3,7 @@
 Offline, `collect` samples M base responses per training prompt and stores their hidden
 states and rewards; `train_value_head` fits `V(h)` on per-prompt shaped rewards. Online,
 `generate(method="cd", value_head=PATH, weight=λ)` scores the top-k next tokens by
-`log p_T(v) + λ·V(prefix ⊕ v)` (see `rshape_fast.decoding.controlled`).
+`log p_T(v) + λ·V(prefix ⊕ v)` (see `rshape_fast.decoding.choosers.ValueHeadChooser`).
 
 Names are imported lazily so that `rshape --help` (which registers the cd commands) does
 not pay for importing torch.
@@ -22,8 +22,8 @@ _EXPORTS = {
     "collect": "rshape_fast.cd.data",
     "TrainConfig": "rshape_fast.cd.train",
     "train_value_head": "rshape_fast.cd.train",
-    "ValueHead": "rshape_fast.cd.value_head",
-    "load_value_head": "rshape_fast.cd.value_head",
+    "ValueHead": "rshape_fast.decoding.value_head",
+    "load_value_head": "rshape_fast.decoding.value_head",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
 from rshape_fast.errors import InvalidInputError, ParameterError, RshapeError
 
 FORMAT = "rshape-cd-data"
-VERSION = 1
+# 2: samples keyed by the BLAKE2b prompt key every decoding method uses (1: CRC-32).
+VERSION = 2
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"
 SHARDS = "shards"
@@ -46,13 +47,13 @@ class DataConfigError(RshapeError):
 
 @dataclass(frozen=True)
 class CDDataConfig:
-    """How the base responses are sampled (algorithms.md §2.4: M = 10, T = 0.7, top-p 0.9).
+    """How the base responses are sampled (docs/algorithms.md §2.4: M = 10, T = 0.7, top-p 0.9).
 
     Everything here changes the stored data, so a resumed run must use the same values.
     """
 
-    lm: str = "smollm2-135m-instruct"
-    rm: str = "smollm2-sentiment"
+    lm: str = DEFAULT_LM
+    rm: str = DEFAULT_REWARD_MODEL
     samples: int = 10
     temperature: float = 0.7
     top_p: float | None = 0.9
@@ -175,9 +176,12 @@ def _read_index(path: Path, per_prompt: int) -> tuple[list[Sample], int]:
 
 
 def _prompt_key(prompt_id: str) -> int:
-    # Seeds are keyed by the prompt id, so a prompt's samples do not depend on which
-    # other prompts were collected before it or whether the run was resumed.
-    return zlib.crc32(prompt_id.encode("utf-8"))
+    # Seeds are keyed by the prompt id (as every decoding method keys them), so a prompt's
+    # samples do not depend on which other prompts were collected before it or whether the
+    # run was resumed.
+    from rshape_fast.decoding.token_draws import prompt_key
+
+    return prompt_key(prompt_id)
 
 
 def _refuse_other_config(out_dir: Path, theirs_config: CDDataConfig, config: CDDataConfig) -> None:
@@ -239,52 +243,38 @@ def sample_responses(
 ) -> tuple[list[list[int]], list[str], list[np.ndarray], int]:
     """M sampled responses to one prompt, batched over one forked KV cache.
 
-    Returns token lists (eos kept when a row ended there), stop reasons, per-sample hidden
-    states `[len, H]` (the state after each response token, the input `V` sees), and the
-    number of LM forward calls.
+    Drawn by the sequence-level `Sampler` (the same stop rule and keyed draws as `bon`):
+    sample s is keyed `(key, s)`. Returns token lists (eos kept when a row ended there), stop
+    reasons, per-sample hidden states `[len, H]` (the state after each response token, the
+    input `V` sees), and the number of LM forward calls.
     """
     import torch
 
-    from rshape_fast.decoding.lm_state import LMState
-    from rshape_fast.decoding.sampling import row_seeds, row_uniforms, sample_tokens
+    from rshape_fast.decoding.options import DecodingOptions
+    from rshape_fast.decoding.phase_timer import PhaseTimer
+    from rshape_fast.decoding.response_sampler import Sample, Sampler
+    from rshape_fast.decoding.results import Cost
 
-    m = config.samples
-    state = LMState(lm, [lm.encode(prompt, chat_template=config.chat_template)])
-    (logits,) = state.prefill()
-    state.select([0] * m)  # fork: every sample reuses the one prefilled prompt cache
-    logits = logits.expand(m, -1)
-    live = list(range(m))
-    tokens: list[list[int]] = [[] for _ in range(m)]
-    hiddens: list[list[torch.Tensor]] = [[] for _ in range(m)]
-    reasons = ["length"] * m
-    for step in range(config.max_new_tokens):
-        seeds = row_seeds(config.seed, [(key, s, step) for s in live])
-        chosen = sample_tokens(
-            logits,
-            row_uniforms(seeds),
-            temperature=config.temperature,
-            top_k=config.top_k,
-            top_p=config.top_p,
-        ).cpu()
-        # Run the chosen tokens even on the last step: their hidden states are the data.
-        logits, hidden = state.advance(chosen, hidden=True)
-        keep: list[int] = []
-        for row, (s, token) in enumerate(zip(live, chosen.tolist(), strict=True)):
-            tokens[s].append(int(token))
-            hiddens[s].append(hidden[row].cpu())
-            if token in lm.eos_token_ids:
-                reasons[s] = "eos"
-            else:
-                keep.append(row)
-        if not keep or step == config.max_new_tokens - 1:
-            break
-        if len(keep) < len(live):
-            state.select(keep)
-            live = [live[row] for row in keep]
-            logits = logits[keep]
+    options = DecodingOptions(
+        method="base",
+        greedy=False,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        chat_template=config.chat_template,
+    )
+    cost = Cost()
+    sampler = Sampler(lm, options, [cost], PhaseTimer(), hidden_states=True)
+    samples = [Sample(owner=0, key=(key, s)) for s in range(config.samples)]
+    sampler.start(
+        [lm.encode(prompt, chat_template=config.chat_template)], samples, [0] * len(samples)
+    )
+    sampler.run()
     dtype = np.float16 if config.dtype == "float16" else np.float32
-    arrays = [torch.stack(h).numpy().astype(dtype) for h in hiddens]
-    return tokens, reasons, arrays, state.calls
+    arrays = [torch.stack(s.hidden).numpy().astype(dtype) for s in samples]
+    return [s.tokens for s in samples], [str(s.reason) for s in samples], arrays, cost.lm_calls
 
 
 def collect(

@@ -1,35 +1,36 @@
-"""The best-of-N family: `bon`, `soft_bon` and `streaming_bon` (algorithms.md §4).
+"""The best-of-N family: `bon`, `soft_bon` and `streaming_bon` (docs/algorithms.md §4).
 
-All three draw the same N samples per prompt: sample i of prompt index q is keyed
+All three draw the same N samples per prompt: sample i of prompt key q is keyed
 `(q, i)` in the shared `Sampler`, so with the same seed they start from identical draws
 (and `streaming_bon` without rejection reproduces `bon` exactly).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rshape_fast._core import StreamingBestOfN
 from rshape_fast.decoding.options import DecodingOptions
-from rshape_fast.decoding.results import Cost, PhaseTimer
-from rshape_fast.decoding.reward_state import PartialResponseScorer, shares_cache
-from rshape_fast.decoding.sampler import (
+from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.response_sampler import (
     Sample,
     Sampler,
-    SequenceOutput,
     encode_prompts,
     require_reward_model,
     sample_output,
     score_texts,
 )
-from rshape_fast.decoding.sampling import row_seeds
+from rshape_fast.decoding.results import Cost, RowOutput
+from rshape_fast.decoding.reward_scorers import PartialResponseScorer, shares_cache
+from rshape_fast.decoding.token_draws import row_seeds
 from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
 from rshape_fast.perturbations import perturb_rewards
 from rshape_fast.shaping import fuse_and_select, shape_rewards
 
-# Sequence-level caps of the SRS weight (algorithms.md §2.3, "as the authors run CD"):
+# Sequence-level caps of the SRS weight (docs/algorithms.md §2.3, "as the authors run CD"):
 # B_eff = min(B, 2·spread), γ = e^{min(B/β, 2)}, no cap on γ itself.
 SEQUENCE_SPREAD_RATIO = 2.0
 SEQUENCE_MAX_EXPONENT = 2.0
@@ -47,24 +48,25 @@ def sequence_shaping_kwargs(options: DecodingOptions) -> dict[str, Any]:
 
 
 def sequence_weight(options: DecodingOptions) -> float:
-    """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (algorithms.md §2.3)."""
+    """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (docs/algorithms.md §2.3)."""
     return float(np.exp(min(options.bound / options.shaping_beta, SEQUENCE_MAX_EXPONENT)))
 
 
 def draw_samples(
     lm: LanguageModel,
     prompts: list[str],
-    indices: list[int],
+    keys: list[int],
     options: DecodingOptions,
     costs: list[Cost],
     timer: PhaseTimer,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[Sampler, list[list[Sample]]]:
-    """A sampler started with N samples per prompt (keys `(prompt index, i)`): the draws
+    """A sampler started with N samples per prompt (keys `(prompt key, i)`): the draws
     every best-of-N method shares, also used offline by `benches/bench_rejection_schedules.py`.
     """
     sampler = Sampler(lm, options, costs, timer)
     samples = [
-        [Sample(owner=pos, key=(indices[pos], i)) for i in range(options.n)]
+        [Sample(owner=pos, key=(keys[pos], i)) for i in range(options.n)]
         for pos in range(len(prompts))
     ]
     flat = [s for group in samples for s in group]
@@ -73,12 +75,12 @@ def draw_samples(
 
 
 def _selection_rewards(
-    rewards: np.ndarray, indices: list[int], options: DecodingOptions
+    rewards: np.ndarray, keys: list[int], options: DecodingOptions
 ) -> np.ndarray:
     """The rewards the choice is made on: the steering rewards, perturbed if asked."""
     if options.perturbation == "none":
         return rewards
-    seeds = row_seeds(options.seed, [(q, options.n, 1) for q in indices])
+    seeds = row_seeds(options.seed, [(q, options.n, 1) for q in keys])
     return perturb_rewards(
         rewards, options.perturbation, seeds, noise_variance=options.noise_variance
     )
@@ -88,13 +90,14 @@ def _sample_and_score(
     lm: LanguageModel,
     rm: RewardModel | TextRewardModel,
     prompts: list[str],
-    indices: list[int],
+    keys: list[int],
     options: DecodingOptions,
     costs: list[Cost],
     timer: PhaseTimer,
+    progress: Callable[[int], None],
 ) -> tuple[list[list[Sample]], np.ndarray]:
     """All N samples of every prompt, finished, with their steering rewards `[P, N]`."""
-    sampler, samples = draw_samples(lm, prompts, indices, options, costs, timer)
+    sampler, samples = draw_samples(lm, prompts, keys, options, costs, timer, progress)
     sampler.run()
     flat = [s for group in samples for s in group]
     rewards = score_texts(
@@ -107,21 +110,22 @@ def run_bon(
     lm: LanguageModel,
     rm: RewardModel | TextRewardModel | None,
     prompts: list[str],
-    indices: list[int],
+    keys: list[int],
     options: DecodingOptions,
-) -> list[SequenceOutput]:
+    progress: Callable[[int], None],
+) -> list[RowOutput]:
     """Best-of-N: the sample with the highest steering reward (ties: lowest sample index)."""
     reward = require_reward_model(rm, options.method)
     timer = PhaseTimer()
     costs = [Cost() for _ in prompts]
-    samples, rewards = _sample_and_score(lm, reward, prompts, indices, options, costs, timer)
+    samples, rewards = _sample_and_score(lm, reward, prompts, keys, options, costs, timer, progress)
     with timer.phase("select"):
-        chosen = np.argmax(_selection_rewards(rewards, indices, options), axis=1)
+        chosen = np.argmax(_selection_rewards(rewards, keys, options), axis=1)
     timer.charge(costs)
     return [
         sample_output(
             samples[pos][int(chosen[pos])],
-            indices[pos],
+            rewards[pos, int(chosen[pos])],
             costs[pos],
             {"n": options.n, "rewards": rewards[pos].tolist(), "chosen": int(chosen[pos])},
         )
@@ -133,22 +137,23 @@ def run_soft_bon(
     lm: LanguageModel,
     rm: RewardModel | TextRewardModel | None,
     prompts: list[str],
-    indices: list[int],
+    keys: list[int],
     options: DecodingOptions,
-) -> list[SequenceOutput]:
+    progress: Callable[[int], None],
+) -> list[RowOutput]:
     """Soft best-of-N: one sample drawn with probability ∝ exp(λ · shaped reward).
 
     Shaping is over each prompt's N samples with uniform probabilities and the
     sequence-level caps; the draw is `fuse_and_select` on a zero base term (so the fused
-    score is λ·shaped) at temperature 1, seeded per prompt index.
+    score is λ·shaped) at temperature 1, seeded per prompt key.
     """
     reward = require_reward_model(rm, options.method)
     timer = PhaseTimer()
     costs = [Cost() for _ in prompts]
-    samples, rewards = _sample_and_score(lm, reward, prompts, indices, options, costs, timer)
+    samples, rewards = _sample_and_score(lm, reward, prompts, keys, options, costs, timer, progress)
     with timer.phase("select"):
         shaped = shape_rewards(
-            _selection_rewards(rewards, indices, options),
+            _selection_rewards(rewards, keys, options),
             scheme=options.shaping,
             **sequence_shaping_kwargs(options),
         )
@@ -161,14 +166,14 @@ def run_soft_bon(
             probs_from_base=False,
             greedy=False,
             temperature=1.0,
-            seed=row_seeds(options.seed, [(q, options.n, 2) for q in indices]),
+            seed=row_seeds(options.seed, [(q, options.n, 2) for q in keys]),
         )
         chosen = np.atleast_1d(chosen)
     timer.charge(costs)
     return [
         sample_output(
             samples[pos][int(chosen[pos])],
-            indices[pos],
+            rewards[pos, int(chosen[pos])],
             costs[pos],
             {
                 "n": options.n,
@@ -185,9 +190,10 @@ def run_streaming_bon(
     lm: LanguageModel,
     rm: RewardModel | TextRewardModel | None,
     prompts: list[str],
-    indices: list[int],
+    keys: list[int],
     options: DecodingOptions,
-) -> list[SequenceOutput]:
+    progress: Callable[[int], None],
+) -> list[RowOutput]:
     """Streaming best-of-N with early rejection (after Sun et al. 2024).
 
     All N samples of every prompt advance together. Every `checkpoint_tokens` tokens the
@@ -203,7 +209,7 @@ def run_streaming_bon(
     n = options.n
     timer = PhaseTimer()
     costs = [Cost() for _ in prompts]
-    sampler, samples = draw_samples(lm, prompts, indices, options, costs, timer)
+    sampler, samples = draw_samples(lm, prompts, keys, options, costs, timer, progress)
     state = StreamingBestOfN(len(prompts), n)
     flat = [s for group in samples for s in group]
     cached = (
@@ -265,7 +271,7 @@ def run_streaming_bon(
         outputs.append(
             sample_output(
                 samples[pos][chosen],
-                indices[pos],
+                scores[pos, chosen],
                 costs[pos],
                 {
                     "n": n,

@@ -6,10 +6,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rshape_fast._core import SCHEMES
+from rshape_fast.decoding.registry import METHODS
 from rshape_fast.errors import ParameterError
 
-METHODS = ("base", "args", "bon", "soft_bon", "streaming_bon", "segment", "segment_beam", "cd")
-SHAPINGS = ("raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard")
+SHAPINGS: tuple[str, ...] = tuple(SCHEMES)
 PERTURBATIONS = ("none", "noise", "random", "reversed")
 
 
@@ -26,7 +27,7 @@ def _finite(value: float) -> bool:
 class DecodingOptions:
     """The knobs of `rshape_fast.generate`; see its docstring for their meaning.
 
-    `beta=None` means β = 1/weight (λ = 1/β, algorithms.md §1).
+    `beta=None` means β = 1/weight (λ = 1/β, docs/algorithms.md §1).
     """
 
     method: str = "args"

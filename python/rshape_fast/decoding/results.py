@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-STOP_REASONS = ("eos", "stop_string", "length")
 
 
 @dataclass
@@ -37,21 +32,43 @@ class Cost:
 
 
 @dataclass
+class RowOutput:
+    """A finished row as a method returns it: tokens, text, why it stopped, its cost, and
+    method-specific facts (`extras`: samples, rewards, segments, the reward path, ...).
+
+    `reward` is the steering reward of the final text when the method already scored it
+    (the best-of-N family, segment search), so that one response has one reward everywhere;
+    `None` lets `generate` score it.
+    """
+
+    token_ids: list[int]
+    text: str
+    stop_reason: str
+    reward: float | None = None
+    cost: Cost = field(default_factory=Cost)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class GenerationResult:
     """One prompt's final response.
 
+    `index` is the prompt's position in the call and `key` the key its random draws were
+    keyed by (the prompt id of a prompt file, a `keys=` entry, or the prompt text).
     `reward` is the steering reward model's score of the final (prompt, text) pair (None
-    when the run had no reward model).
+    when the run had no reward model). `options` holds every knob of the run.
     `extras` holds method-specific facts (number of samples, accepted segments, ...).
     """
 
     index: int
+    key: str
     prompt: str
     text: str
     token_ids: list[int]
     reward: float | None
     stop_reason: str
     method: str
+    options: dict[str, Any] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -59,29 +76,3 @@ class GenerationResult:
         out = asdict(self)
         out["cost"] = self.cost.to_dict()
         return out
-
-
-class PhaseTimer:
-    """Accumulates wall time per phase (`lm`, `rm`, `select`) for one batch."""
-
-    def __init__(self) -> None:
-        self.seconds = {"lm": 0.0, "rm": 0.0, "select": 0.0}
-        self.started = time.perf_counter()
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - t0
-
-    def charge(self, costs: list[Cost]) -> None:
-        """Split this batch's wall time evenly over the rows' costs."""
-        total = time.perf_counter() - self.started
-        share = 1.0 / max(len(costs), 1)
-        for cost in costs:
-            cost.seconds_lm += self.seconds["lm"] * share
-            cost.seconds_rm += self.seconds["rm"] * share
-            cost.seconds_select += self.seconds["select"] * share
-            cost.seconds_total += total * share

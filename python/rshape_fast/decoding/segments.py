@@ -5,7 +5,7 @@ next-token entropy (after `min_segment_tokens`), at `max_segment_tokens`, or wit
 response (EOS, stop string, `max_new_tokens`). Segments are scored as the whole response
 so far, `r(prompt, prefix ⊕ segment)`, by the steering reward model.
 
-Seeding: segment s of round (or beam rank) j at segment number d of prompt index q is keyed
+Seeding: segment s of round (or beam rank) j at segment number d of prompt key q is keyed
 `(q, d, j, s)`, so `segment` round 0 and `segment_beam` rank 0 draw the same segments
 from the same prefix. That makes the two comparable exactly: `segment_beam` with
 `beam_width=1` keeps, at every step, the best of the `segment_samples` segments of its one
@@ -15,23 +15,23 @@ prefix, which is `segment` with `retries=0` and an `accept_threshold` no segment
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from rshape_fast._core import SegmentBeam
 from rshape_fast.decoding.best_of_n import sequence_shaping_kwargs, sequence_weight
 from rshape_fast.decoding.options import DecodingOptions
-from rshape_fast.decoding.results import Cost, PhaseTimer
-from rshape_fast.decoding.sampler import (
+from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.response_sampler import (
     Sample,
     Sampler,
-    SequenceOutput,
     encode_prompts,
     require_reward_model,
     sample_output,
     score_texts,
 )
+from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
 from rshape_fast.shaping import shape_rewards, stackelberg_threshold
 
@@ -43,13 +43,14 @@ def _draw_segments(
     timer: PhaseTimer,
     prompt_ids: list[list[int]],
     heads: Sequence[tuple[int, list[int], tuple[int, ...]]],
+    progress: Callable[[int], None],
 ) -> list[Sample]:
     """`segment_samples` segments for each `(owner, response prefix, key head)`.
 
     Returns the finished segments, grouped by head in order; sample s of a head is keyed
     `(*key_head, s)`.
     """
-    sampler = Sampler(lm, options, costs, timer, segments=True)
+    sampler = Sampler(lm, options, costs, timer, segments=True, progress=progress)
     samples = [
         Sample(owner=owner, key=(*head, s), prefix=list(prefix))
         for owner, prefix, head in heads
@@ -66,9 +67,10 @@ def run_segment(
     lm: LanguageModel,
     rm: RewardModel | TextRewardModel | None,
     prompts: list[str],
-    indices: list[int],
+    keys: list[int],
     options: DecodingOptions,
-) -> list[SequenceOutput]:
+    progress: Callable[[int], None],
+) -> list[RowOutput]:
     """Segment-level rejection sampling.
 
     For every prompt's current prefix, draw `segment_samples` segments and score them. The
@@ -97,8 +99,8 @@ def run_segment(
         chosen: dict[int, Sample] = {}
         pending = list(live)
         for round_ in range(options.retries + 1):
-            heads = [(pos, responses[pos], (indices[pos], number, round_)) for pos in pending]
-            drawn = _draw_segments(lm, options, costs, timer, prompt_ids, heads)
+            heads = [(pos, responses[pos], (keys[pos], number, round_)) for pos in pending]
+            drawn = _draw_segments(lm, options, costs, timer, prompt_ids, heads, progress)
             scores = score_texts(
                 reward, prompts, [s.owner for s in drawn], [s.text for s in drawn], costs, timer
             )
@@ -144,7 +146,7 @@ def run_segment(
         outputs.append(
             sample_output(
                 answer,
-                indices[pos],
+                segment_rewards[pos][-1],
                 costs[pos],
                 {
                     "segments": segments[pos],
@@ -168,9 +170,10 @@ def run_segment_beam(
     lm: LanguageModel,
     rm: RewardModel | TextRewardModel | None,
     prompts: list[str],
-    indices: list[int],
+    keys: list[int],
     options: DecodingOptions,
-) -> list[SequenceOutput]:
+    progress: Callable[[int], None],
+) -> list[RowOutput]:
     """Segment-level beam search with the Rust `SegmentBeam`.
 
     Each prompt keeps up to `beam_width` prefixes; every live prefix is expanded with
@@ -196,8 +199,8 @@ def run_segment_beam(
     while members:
         for pos in {owner for owner, _, _ in members}:
             steps[pos] += 1
-        heads = [(pos, prefix, (indices[pos], depth, rank)) for pos, prefix, rank in members]
-        drawn = _draw_segments(lm, options, costs, timer, prompt_ids, heads)
+        heads = [(pos, prefix, (keys[pos], depth, rank)) for pos, prefix, rank in members]
+        drawn = _draw_segments(lm, options, costs, timer, prompt_ids, heads, progress)
         raw = score_texts(
             reward, prompts, [s.owner for s in drawn], [s.text for s in drawn], costs, timer
         )
@@ -241,7 +244,7 @@ def run_segment_beam(
         outputs.append(
             sample_output(
                 sample,
-                indices[pos],
+                score,
                 costs[pos],
                 {
                     "beam_width": options.beam_width,

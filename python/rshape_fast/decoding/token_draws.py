@@ -1,11 +1,14 @@
-"""Seeds and base-model sampling that do not depend on how prompts are batched.
+"""Random draws that depend on the prompt, never on where it sits in a batch or a list.
 
-Every random draw is keyed by (run seed, prompt index, step, ...), never by the row a
-prompt happens to occupy, so a batch and one-prompt-at-a-time runs draw the same numbers.
+Every draw is keyed by (run seed, prompt key, step, ...). A prompt key is a stable 63-bit
+integer hashed from the prompt's *key string*: by default the prompt text plus its occurrence
+number among equal prompts of the call, or an explicit key (a prompt file's id, `keys=`).
+So order, subsets, batch size, resumption and sharding never change a prompt's result.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,8 +17,25 @@ import torch
 from rshape_fast import _core
 
 
+def default_keys(prompts: Sequence[str]) -> list[str]:
+    """The key string of each prompt: its text, and for its n-th repeat (n >= 1) text NUL n."""
+    seen: dict[str, int] = {}
+    keys = []
+    for prompt in prompts:
+        count = seen.get(prompt, 0)
+        seen[prompt] = count + 1
+        keys.append(prompt if count == 0 else f"{prompt}\u0000{count}")
+    return keys
+
+
+def prompt_key(key: str) -> int:
+    """The 63-bit integer of a key string (BLAKE2b: the same in every process and version)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def row_seeds(seed: int, keys: Sequence[Sequence[int]]) -> np.ndarray:
-    """One uint64 seed per row from `(seed, *key)`; keys are e.g. `(prompt index, step)`."""
+    """One uint64 seed per row from `(seed, *key)`; keys are e.g. `(prompt key, step)`."""
     return np.array(
         [np.random.SeedSequence([seed, *key]).generate_state(1, np.uint64)[0] for key in keys],
         dtype=np.uint64,

@@ -8,17 +8,22 @@ by the row it occupies, so a batch of prompts and one prompt at a time draw the 
 and two methods that give a sample the same key (bon and streaming_bon) draw the same
 sample. Finished or rejected rows leave the cache before the next forward.
 
-Stop rules, checked after every token in this order: EOS (`eos`), a stop string in the
-response (`stop_string`), the response budget `max_new_tokens` (`length`). In segment mode
-a segment also ends when its text contains a delimiter (`delimiter`), at
-`max_segment_tokens` (`segment_length`), or, before a token is drawn, when the entropy of
-the next-token distribution exceeds `entropy_threshold` once the segment has
-`min_segment_tokens` tokens (`entropy`). Only the first three end a response.
+Rows stop by the one `StopRule` (rows.py). In segment mode a segment also ends, before a
+token is drawn, when the entropy of the next-token distribution exceeds `entropy_threshold`
+once the segment has `min_segment_tokens` tokens (`entropy`).
+
+With `hidden_states=True` (controlled-decoding data) every drawn token is run through the LM
+at once, finishing ones included, and each sample keeps the last-layer hidden state after
+each of its tokens.
+
+The sampler is the generator interface of the sequence-level methods: `start` rows from
+contexts (forking shared ones), `step` extends them by a token or to a stop, `drop` removes
+rows (docs/scaling.md maps it onto a serving engine).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,22 +32,12 @@ import torch
 
 from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.decoding.options import DecodingOptions
-from rshape_fast.decoding.results import Cost, PhaseTimer
-from rshape_fast.decoding.sampling import row_seeds, row_uniforms, sample_tokens
-from rshape_fast.decoding.token_level import RowOutput
-from rshape_fast.errors import ParameterError
+from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.results import Cost, RowOutput
+from rshape_fast.decoding.rows import FINAL_REASONS, StopRule
+from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
+from rshape_fast.errors import InvalidInputError, ParameterError
 from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
-
-# Stop reasons that end the whole response (the others only end a segment).
-FINAL_REASONS = ("eos", "stop_string", "length")
-SEGMENT_REASONS = ("delimiter", "entropy", "segment_length")
-
-
-@dataclass
-class SequenceOutput(RowOutput):
-    """A `RowOutput` with method-specific facts (samples, rewards, segments, ...)."""
-
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +55,7 @@ class Sample:
     tokens: list[int] = field(default_factory=list)
     reason: str | None = None
     text: str = ""
+    hidden: list[torch.Tensor] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -77,14 +73,15 @@ class Sample:
         return ids[:-1] if self.reason == "eos" else ids
 
 
-def sample_output(sample: Sample, index: int, cost: Cost, extras: dict[str, Any]) -> SequenceOutput:
-    """The result row of a finished sample (response ids without a closing EOS)."""
+def sample_output(sample: Sample, reward: float, cost: Cost, extras: dict[str, Any]) -> RowOutput:
+    """The result row of a finished sample (response ids without a closing EOS) and the
+    steering reward it was chosen by."""
     assert sample.reason is not None
-    return SequenceOutput(
-        index=index,
+    return RowOutput(
         token_ids=sample.response_ids,
         text=sample.text,
         stop_reason=sample.reason,
+        reward=float(reward),
         cost=cost,
         extras=extras,
     )
@@ -118,9 +115,7 @@ def score_texts(
     pair_prompts = [prompts[o] for o in owners]
     with timer.phase("rm"):
         if isinstance(rm, RewardModel):
-            ids = [
-                rm._encode_text(rm.format(p, t)) for p, t in zip(pair_prompts, texts, strict=True)
-            ]
+            ids = [rm.encode_pair(p, t) for p, t in zip(pair_prompts, texts, strict=True)]
             scores = rm.score_ids(ids)
             for owner, seq in zip(owners, ids, strict=True):
                 costs[owner].rm_tokens += len(seq)
@@ -141,7 +136,8 @@ class Sampler:
     """Draws samples from the base LM for a batch; see the module docstring for the rules.
 
     Usage: `start(contexts, samples, parents)`, then `step()` until `live` is empty (or
-    `run()`); `drop(...)` removes rows between steps (early rejection).
+    `run()`); `drop(...)` removes rows between steps (early rejection). `progress(n)` is told
+    the tokens drawn in each step.
     """
 
     def __init__(
@@ -152,12 +148,17 @@ class Sampler:
         timer: PhaseTimer,
         *,
         segments: bool = False,
+        hidden_states: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         self.lm = lm
         self.options = options
         self.costs = costs
         self.timer = timer
         self.segments = segments
+        self.hidden_states = hidden_states
+        self.progress = progress
+        self.stop = StopRule(lm, options, segments=segments)
         self.live: list[Sample] = []
         self._state: LMState | None = None
         self._logits: torch.Tensor | None = None
@@ -174,7 +175,7 @@ class Sampler:
         continues `contexts[parents[i]]`.
         """
         if len(samples) != len(parents):
-            raise ValueError("one parent context per sample")
+            raise InvalidInputError("one parent context per sample")
         if not samples:
             self.live = []
             return
@@ -194,12 +195,16 @@ class Sampler:
         self._pending = None
         self.live = list(samples)
 
-    def _advance(self) -> None:
+    def _advance(self, *, hidden: bool = False) -> None:
         if self._pending is None:
             return
         assert self._state is not None
         with self.timer.phase("lm"):
-            (self._logits,) = self._state.advance(self._pending)
+            out = self._state.advance(self._pending, hidden=hidden)
+        self._logits = out[0]
+        if hidden:
+            for sample, state in zip(self.live, out[1], strict=True):
+                sample.hidden.append(state.cpu())
         for sample in self.live:
             self.costs[sample.owner].lm_tokens += 1
         for owner in {s.owner for s in self.live}:
@@ -267,13 +272,18 @@ class Sampler:
         for row, (sample, token) in enumerate(zip(self.live, tokens.tolist(), strict=True)):
             sample.tokens.append(int(token))
             self.costs[sample.owner].generated_tokens += 1
-            reason, text = self._stop_rule(sample, int(token))
+            reason, text = self.stop.check(sample.prefix, sample.tokens)
             if reason is None:
                 keep.append(row)
             else:
                 self._finish(sample, reason, text)
                 finished.append(sample)
+        if self.progress is not None:
+            self.progress(len(tokens))
         self._pending = tokens
+        if self.hidden_states:
+            # The data needs the state after every token, the last one too: run them now.
+            self._advance(hidden=True)
         self._keep(keep)
         return finished
 
@@ -285,26 +295,6 @@ class Sampler:
     def _finish(self, sample: Sample, reason: str, text: str | None) -> None:
         sample.reason = reason
         sample.text = text if text is not None else self.lm.decode(sample.response_ids)
-
-    def _stop_rule(self, sample: Sample, token: int) -> tuple[str | None, str | None]:
-        """(reason or None, text cut at a stop string or None) after appending `token`."""
-        opts = self.options
-        if token in self.lm.eos_token_ids:
-            return "eos", None
-        if opts.stop:
-            text = self.lm.decode(sample.prefix + sample.tokens)
-            hits = [text.find(s) for s in opts.stop if s in text]
-            if hits:
-                return "stop_string", text[: min(hits)]
-        if len(sample.prefix) + len(sample.tokens) >= opts.max_new_tokens:
-            return "length", None
-        if self.segments:
-            segment = self.lm.decode(sample.tokens)
-            if any(d in segment for d in opts.segment_delimiters):
-                return "delimiter", None
-            if len(sample.tokens) >= opts.max_segment_tokens:
-                return "segment_length", None
-        return None, None
 
 
 def encode_prompts(

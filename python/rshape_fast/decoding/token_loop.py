@@ -1,0 +1,120 @@
+"""The one token-level decoding loop: `base`, `args` and `cd` (and `stream()`) run through it.
+
+One step for the whole batch (docs/architecture.md, "A step"):
+1. the LM's next-token logits of every live row (from its KV cache);
+2. the method's chooser picks one token per row (`choosers.py`);
+3. `Rows.push` appends them, applies the stop rule and builds finished rows' outputs;
+4. finished rows leave the LM cache and the chooser's state;
+5. the LM runs the chosen tokens of the rows that go on (unless the chooser already did).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from rshape_fast.decoding.choosers import (
+    ArgsChooser,
+    BaseChooser,
+    Chooser,
+    StepMetadata,
+    ValueHeadChooser,
+)
+from rshape_fast.decoding.lm_state import LMState
+from rshape_fast.decoding.options import DecodingOptions
+from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.results import RowOutput
+from rshape_fast.decoding.rows import Rows, StopRule
+from rshape_fast.decoding.token_draws import row_seeds
+from rshape_fast.errors import ParameterError
+from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+
+
+class TokenLoop:
+    """Decodes one batch of prompts with a token-level method ("base", "args", "cd").
+
+    Iterate `steps()` to advance; each item lists the `(position, token id)` chosen in that
+    step. After it is exhausted, `outputs` holds one `RowOutput` per prompt, in order.
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        rm: RewardModel | TextRewardModel | None,
+        prompts: Sequence[str],
+        keys: Sequence[int],
+        options: DecodingOptions,
+    ) -> None:
+        if options.method == "args" and rm is None:
+            raise ParameterError("rm: method 'args' needs a reward model")
+        if options.k > lm.vocab_size:
+            raise ParameterError(f"k: {options.k} is larger than the vocabulary ({lm.vocab_size})")
+        self.lm = lm
+        self.rm = rm
+        self.options = options
+        self.prompts = list(prompts)
+        self.keys = list(keys)
+        self.prompt_ids = [lm.encode(p, chat_template=options.chat_template) for p in self.prompts]
+        self.outputs: list[RowOutput] = []
+
+    def _chooser(self, state: LMState, timer: PhaseTimer) -> Chooser:
+        method = self.options.method
+        if method == "base":
+            return BaseChooser(self.options)
+        if method == "cd":
+            return ValueHeadChooser(self.lm, state, self.options)
+        assert self.rm is not None
+        with timer.phase("rm"):
+            return ArgsChooser(self.lm, self.rm, self.prompts, self.options)
+
+    def steps(self) -> Iterator[list[tuple[int, int]]]:
+        opts = self.options
+        timer = PhaseTimer()
+        with timer.phase("lm"):
+            state = LMState(self.lm, self.prompt_ids)
+            (logits,) = state.prefill()
+        chooser = self._chooser(state, timer)
+        rows = Rows(len(self.prompts), StopRule(self.lm, opts))
+        for step in range(opts.max_new_tokens):
+            row_keys = [(self.keys[pos], step) for pos in rows.live]
+            meta = StepMetadata(
+                step=step,
+                row_keys=row_keys,
+                seeds=None if opts.greedy else row_seeds(opts.seed, row_keys),
+                timer=timer,
+            )
+            tokens, next_logits = chooser.choose(meta, logits)
+            keep, emitted = rows.push(tokens.tolist(), state, chooser.counters)
+            yield emitted
+            if not keep:
+                break
+            if len(keep) < state.rows:
+                state.select(keep)
+                chooser.select(keep)
+                tokens = tokens[keep]
+                if next_logits is not None:
+                    next_logits = next_logits[keep]
+            if next_logits is not None:
+                logits = next_logits
+            else:
+                with timer.phase("lm"):
+                    (logits,) = state.advance(tokens)
+        timer.charge(rows.costs)
+        self.outputs = [rows.outputs[pos] for pos in range(len(self.prompts))]
+        if chooser.path is not None:
+            for output in self.outputs:
+                output.extras["reward_path"] = chooser.path
+
+
+def run_token_level(
+    lm: LanguageModel,
+    rm: RewardModel | TextRewardModel | None,
+    prompts: list[str],
+    keys: list[int],
+    options: DecodingOptions,
+    progress: Callable[[int], None],
+) -> list[RowOutput]:
+    """`base`, `args` and `cd`: one `TokenLoop` over the batch."""
+    loop = TokenLoop(lm, rm, prompts, keys, options)
+    for emitted in loop.steps():
+        progress(len(emitted))
+    return loop.outputs
