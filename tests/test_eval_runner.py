@@ -13,20 +13,18 @@ from typing import Any
 
 import pytest
 
-from rshape_fast.errors import ParameterError
-from rshape_fast.eval.runner import (
-    ConfigChangedError,
+from rshape_fast.errors import InvalidInputError, ParameterError
+from rshape_fast.eval.grid import (
     EvalConfig,
-    RunFileError,
-    compute_metrics,
     config_hash,
     expand_grid,
     load_config,
     method_label,
     parse_selector,
-    read_run,
-    run_eval,
 )
+from rshape_fast.eval.run_file import ConfigChangedError, RunFileError, read_run
+from rshape_fast.eval.run_loop import run_eval
+from rshape_fast.eval.run_metrics import compute_metrics
 
 
 def word_count(texts: list[str]) -> list[float]:
@@ -137,16 +135,13 @@ def test_read_run_drops_only_a_truncated_last_line(tmp_path: Path) -> None:
         read_run(path)
 
 
-def test_unimplemented_methods_are_skipped_and_recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from rshape_fast import decoding
-
-    monkeypatch.delitem(decoding.RUNNERS, "args")
+def test_a_failing_point_is_skipped_and_recorded_with_keep_going(tmp_path: Path) -> None:
     config = EvalConfig(grid=[{"method": ["args"]}], limit=2)
     path = tmp_path / "run.jsonl"
-    # Nothing is decoded, so stand-in model objects are enough.
-    summary = run_eval(config, path, lm=object(), rm=word_count, progress=False)
+    # A stand-in LM that `generate` refuses: the point fails before any model work.
+    with pytest.raises(InvalidInputError):
+        run_eval(config, path, lm=object(), rm=word_count, progress=False)
+    summary = run_eval(config, path, lm=object(), rm=word_count, progress=False, keep_going=True)
     assert summary.generated == 0
     assert list(summary.skipped) == ["method=args,shaping=srs"]
     run = read_run(path)

@@ -1,4 +1,4 @@
-"""Evaluation of decoded responses (algorithms.md §5).
+"""Evaluation of decoded responses (docs/algorithms.md, evaluation).
 
 * Held-out judges the decoder never sees: :class:`VaderJudge`, :class:`MiniLMSentimentJudge`
   (registry :data:`JUDGES`, :func:`load_judge`).
@@ -6,16 +6,22 @@
 * Metrics in plain numpy: :func:`diversity`, :func:`mean_diversity`, :func:`bootstrap_ci`,
   :func:`win_tie_rate`.
 
-* The `rshape eval` machinery: :class:`EvalConfig`, :func:`expand_grid`, :func:`run_eval`
-  (resumable JSONL run files), :func:`compute_metrics`, :func:`write_report`, and the
-  paper's toy example (:func:`toy_example`).
+* The `rshape eval` machinery: the grid (:mod:`~rshape_fast.eval.grid`: :class:`EvalConfig`,
+  :func:`load_config`, :func:`expand_grid`), the resumable JSONL run file
+  (:mod:`~rshape_fast.eval.run_file`: :func:`read_run`), the run loop
+  (:mod:`~rshape_fast.eval.run_loop`: :func:`run_eval`, in one process or on Ray workers,
+  :mod:`~rshape_fast.eval.distributed`), the metrics of a run
+  (:mod:`~rshape_fast.eval.run_metrics`: :func:`compute_metrics`), :func:`write_report`,
+  and the paper's toy example (:func:`toy_example`).
 
-Importing this package imports neither torch nor transformers; the MiniLM judge and the
-embedder load them (and the weights) on first use.
+Importing this package imports neither torch, transformers nor ray; the MiniLM judge and
+the embedder load them (and the weights) on first use, a distributed run imports ray.
 """
 
 from __future__ import annotations
 
+from rshape_fast.eval.distributed import WorkersLostError
+from rshape_fast.eval.grid import EvalConfig, GridPoint, expand_grid, load_config
 from rshape_fast.eval.judges import (
     JUDGES,
     NEGATIVE_ANCHORS,
@@ -37,15 +43,9 @@ from rshape_fast.eval.metrics import (
     win_tie_rate,
 )
 from rshape_fast.eval.report import write_report
-from rshape_fast.eval.runner import (
-    EvalConfig,
-    RunMetrics,
-    compute_metrics,
-    expand_grid,
-    load_config,
-    read_run,
-    run_eval,
-)
+from rshape_fast.eval.run_file import ConfigChangedError, RunFileError, read_run
+from rshape_fast.eval.run_loop import RunSummary, run_eval
+from rshape_fast.eval.run_metrics import RunMetrics, compute_metrics
 from rshape_fast.eval.toy import toy_example
 
 __all__ = [
@@ -53,13 +53,18 @@ __all__ = [
     "JUDGES",
     "NEGATIVE_ANCHORS",
     "POSITIVE_ANCHORS",
+    "ConfigChangedError",
     "Embedder",
     "EvalConfig",
+    "GridPoint",
     "Judge",
     "MiniLMSentimentJudge",
+    "RunFileError",
     "RunMetrics",
+    "RunSummary",
     "VaderJudge",
     "WinTie",
+    "WorkersLostError",
     "bootstrap_ci",
     "coherence",
     "compute_metrics",

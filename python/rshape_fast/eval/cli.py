@@ -15,7 +15,7 @@ __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "cmd_reproduce"]
 
 
 def _comma_list(text: str) -> list[Any]:
-    from rshape_fast.eval.runner import parse_value
+    from rshape_fast.eval.grid import parse_value
 
     return [parse_value(v.strip()) for v in text.split(",") if v.strip()]
 
@@ -29,7 +29,7 @@ def _key_values(text: str, flag: str) -> tuple[str, str]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """An `EvalConfig` from `--config` (if given) overridden by the command-line flags."""
-    from rshape_fast.eval.runner import EvalConfig, load_config, parse_value
+    from rshape_fast.eval.grid import EvalConfig, load_config, parse_value
 
     config = load_config(args.config) if args.config else EvalConfig()
     for item in args.set or []:
@@ -70,20 +70,44 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from rshape_fast.eval.grid import expand_grid
     from rshape_fast.eval.report import metrics_table_md, win_tie_table_md
-    from rshape_fast.eval.runner import compute_metrics, expand_grid, run_eval
+    from rshape_fast.eval.run_loop import run_eval
+    from rshape_fast.eval.run_metrics import compute_metrics
 
     config = build_config(args)
     points = expand_grid(config)
-    print(f"rshape eval: {len(points)} configurations -> {args.output}", file=sys.stderr)
+    where = (
+        f"on the Ray cluster at {args.ray_address}"
+        if args.ray_address
+        else f"on {args.workers} local Ray workers"
+        if args.workers and args.workers > 1
+        else "in this process"
+    )
+    print(f"rshape eval: {len(points)} configurations {where} -> {args.output}", file=sys.stderr)
     summary = run_eval(
-        config, args.output, restart=args.restart, device=args.device, progress=not args.quiet
+        config,
+        args.output,
+        restart=args.restart,
+        device=args.device,
+        progress=not args.quiet,
+        workers=args.workers,
+        address=args.ray_address,
     )
     print(
         f"rshape eval: {summary.generated} generated, {summary.reused} already in the file, "
-        f"{len(summary.skipped)} configurations skipped, {summary.seconds:.0f} s",
+        f"{len(summary.skipped)} configurations skipped, {summary.seconds:.0f} s "
+        f"({summary.rows_per_second:.2f} rows/s)",
         file=sys.stderr,
     )
+    for name, stats in summary.workers.items():
+        print(
+            f"  worker {name}: {stats.rows} rows in {stats.seconds:.0f} s of tasks "
+            f"({stats.rows_per_second:.2f} rows/s)",
+            file=sys.stderr,
+        )
+    if summary.lost_workers:
+        print(f"  workers lost and replaced: {', '.join(summary.lost_workers)}", file=sys.stderr)
     for point_id, reason in summary.skipped.items():
         print(f"  skipped {point_id}: {reason}", file=sys.stderr)
     if args.no_metrics:
@@ -96,7 +120,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from rshape_fast.eval.report import write_report
+    from rshape_fast.eval.run_metrics import judge_cache_path
 
+    run = Path(args.run)
+    print(
+        f"rshape report: reading the run file {run} and its judge-score cache "
+        f"{judge_cache_path(run)} (made if missing)",
+        file=sys.stderr,
+    )
     report = write_report(
         args.run,
         output=args.output,
@@ -105,8 +136,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         device=args.device,
     )
     print(f"wrote {report.markdown}")
+    print(f"wrote {report.metrics_json}")
     for figure in report.figures:
-        print(f"wrote {figure}")
+        print(f"wrote {figure.path}")
     return 0
 
 
@@ -127,6 +159,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     )
     print(f"wrote {path}")
     return 0
+
+
+def _add_device_and_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_eval_commands(sub: Any) -> None:
@@ -152,7 +189,13 @@ def add_eval_commands(sub: Any) -> None:
     ev.add_argument("--baseline", action="append", help="baseline selector, e.g. method=base")
     ev.add_argument("--lm", help="language model name or folder")
     ev.add_argument("--rm", help="steering reward model name or folder")
-    ev.add_argument("--device", default="cpu", help="torch device")
+    ev.add_argument(
+        "--workers",
+        type=int,
+        help="decode on N Ray workers of a local cluster (needs the distributed extra); "
+        "default: this process, or one worker per CPU with --ray-address",
+    )
+    ev.add_argument("--ray-address", help="join the Ray cluster at this address")
     ev.add_argument(
         "--restart",
         "--overwrite",
@@ -160,11 +203,13 @@ def add_eval_commands(sub: Any) -> None:
         help="discard a run file written for another configuration",
     )
     ev.add_argument("--no-metrics", action="store_true", help="decode only; no judges")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_and_quiet(ev)
     ev.set_defaults(func=cmd_eval)
 
     rep = sub.add_parser("report", help="Markdown table and PNG plots of a run file")
-    rep.add_argument("run", help="the JSONL run file written by `rshape eval`")
+    rep.add_argument(
+        "run", help="the JSONL run file written by `rshape eval` (a partial one is fine)"
+    )
     rep.add_argument("--output", "-o", help="Markdown file (default RUN.md)")
     rep.add_argument("--figures", help="folder of the PNGs (default RUN_figures/)")
     rep.add_argument("--baseline", action="append", help="baseline selector (repeatable)")
@@ -188,6 +233,5 @@ def add_eval_commands(sub: Any) -> None:
         action="store_true",
         help="decode nothing: render the report from the run file as it is (may be partial)",
     )
-    rp.add_argument("--device", default="cpu", help="torch device")
-    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_and_quiet(rp)
     rp.set_defaults(func=cmd_reproduce)

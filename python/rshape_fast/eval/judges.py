@@ -1,4 +1,4 @@
-"""Held-out judges and the coherence score (algorithms.md §5, models.md "Evaluation without a hub").
+"""Held-out judges and the coherence score (docs/algorithms.md, evaluation).
 
 A judge scores finished responses and is never seen by the decoder, so the reward it
 reports is not the one the decoder optimised:

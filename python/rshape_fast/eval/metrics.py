@@ -1,4 +1,4 @@
-"""Evaluation metrics of algorithms.md §5, in plain numpy.
+"""Evaluation metrics of docs/algorithms.md (evaluation), in plain numpy.
 
 * :func:`diversity` / :func:`mean_diversity`: n-gram diversity of responses.
 * :func:`bootstrap_ci`: a seeded percentile-bootstrap interval for a mean.

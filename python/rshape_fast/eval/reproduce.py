@@ -5,11 +5,12 @@ Three parts (the brief of the reproduction report):
 1. the paper's toy example computed with the package (:mod:`rshape_fast.eval.toy`);
 2. a grid on the default models and bundled test prompts: base, ARGS with every shaping
    scheme at the paper's defaults (k = 10, λ = 0.5, B = 12, α = 1.5, greedy), a λ sweep,
-   and every other method registered in ``RUNNERS`` at run time;
+   and every other method of ``rshape_fast.decoding.registry.METHODS`` that runs from
+   knobs alone;
 3. robustness: ARGS (raw) against SRS-ARGS under noisy, random and reversed rewards.
 
-The grid is an ordinary :class:`~rshape_fast.eval.runner.EvalConfig` run by
-:func:`~rshape_fast.eval.runner.run_eval` (so an interrupted reproduction resumes with
+The grid is an ordinary :class:`~rshape_fast.eval.grid.EvalConfig` run by
+:func:`~rshape_fast.eval.run_loop.run_eval` (so an interrupted reproduction resumes with
 ``--resume``), and every sentence that states a result is generated from the numbers.
 """
 
@@ -19,21 +20,23 @@ import os
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from rshape_fast.eval.metrics import bootstrap_ci
+from rshape_fast.eval.claims import HELD_OUT, PERTURBATIONS, claims_section, robustness_section
+from rshape_fast.eval.grid import EvalConfig
 from rshape_fast.eval.report import (
+    Plot,
     figures_md,
     metrics_table_md,
+    new_figure,
     plot_all,
-    pyplot,
     win_tie_table_md,
 )
-from rshape_fast.eval.runner import EvalConfig, RunMetrics, compute_metrics, read_run, run_eval
+from rshape_fast.eval.run_file import read_run
+from rshape_fast.eval.run_loop import run_eval
+from rshape_fast.eval.run_metrics import RunMetrics, compute_metrics
 from rshape_fast.eval.toy import ToyExample, toy_example
 
 __all__ = ["PAPER_DEFAULTS", "reproduce", "reproduction_config"]
@@ -49,13 +52,10 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "batch_size": 8,
     "seed": 0,
 }
-"""SRS-ARGS at the paper's token-level defaults (algorithms.md §2.4)."""
+"""SRS-ARGS at the paper's token-level defaults (docs/algorithms.md)."""
 
 ALL_SHAPINGS = ("raw", "srs", "minmax", "meanstd", "meansoft", "cap")
 SWEEP_SHAPINGS = ("raw", "srs", "minmax", "meanstd")
-NORMALISED = ("minmax", "meanstd")
-PERTURBATIONS = ("noise", "random", "reversed")
-HELD_OUT = ("vader", "minilm")
 # Sequence-level methods sample; N is kept small so the whole report fits a CPU budget.
 SEQUENCE_KNOBS: dict[str, Any] = {"greedy": False, "temperature": 0.7, "top_p": 0.9, "n": 4}
 # Methods that cannot run from knobs alone (cd needs a value head trained beforehand).
@@ -87,53 +87,6 @@ def reproduction_config(
 # --------------------------------------------------------------------------- helpers
 
 
-def _find(metrics: RunMetrics, **knobs: Any) -> str | None:
-    """Id of the point whose knobs include these values (perturbation "none" by default)."""
-    knobs.setdefault("perturbation", "none")
-    for p in metrics.points:
-        if all(p["knobs"].get(k) == v for k, v in knobs.items()):
-            return str(p["id"])
-    return None
-
-
-@dataclass
-class Paired:
-    """Paired difference A − B of a per-prompt score, with a 95 % bootstrap interval."""
-
-    a: float
-    b: float
-    diff: float
-    low: float
-    high: float
-    n: int
-
-    @property
-    def significant(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-
-def _paired(metrics: RunMetrics, a: str, b: str, score: str) -> Paired | None:
-    va, vb = metrics.values[a].get(score, {}), metrics.values[b].get(score, {})
-    shared = sorted(set(va) & set(vb))
-    if not shared:
-        return None
-    xa = np.array([va[k] for k in shared])
-    xb = np.array([vb[k] for k in shared])
-    diff, low, high = bootstrap_ci(xa - xb)
-    return Paired(float(xa.mean()), float(xb.mean()), diff, low, high, len(shared))
-
-
-def _win_tie(metrics: RunMetrics, point: str, baseline_point: str, judge: str) -> float | None:
-    for w in metrics.win_tie:
-        if w["point"] == point and w["baseline_point"] == baseline_point and w["judge"] == judge:
-            return float(w["win_tie"])
-    return None
-
-
-def _percent(rate: float | None) -> str:
-    return "–" if rate is None else f"{100 * rate:.0f} %"
-
-
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
@@ -143,8 +96,8 @@ def _duration(seconds: float) -> str:
 
 
 def _toy_section(toy: ToyExample, figure: Path, md_dir: Path) -> str:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    fig = new_figure(7.0, 4.2)
+    ax = fig.subplots()
     ax.plot(toy.alphas, toy.soft_utilities, marker="o", label="soft SRS: B·sigmoid(α(r − m*))")
     ax.axhline(toy.base_utility, color="grey", linestyle=":", label="base policy p")
     ax.axhline(toy.raw_utility, color="tab:orange", linestyle="--", label="raw reward r")
@@ -159,7 +112,6 @@ def _toy_section(toy: ToyExample, figure: Path, md_dir: Path) -> str:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(figure, dpi=120)
-    plt.close(fig)
 
     near_zero = toy.soft_utilities[0]
     large = toy.soft_utilities[-1]
@@ -187,7 +139,7 @@ def _toy_section(toy: ToyExample, figure: Path, md_dir: Path) -> str:
         else "it never beats handing over r itself on this α grid"
     )
     return (
-        "## 1. The toy example (algorithms.md §2.1)\n\n"
+        "## 1. The toy example (docs/algorithms.md, the threshold)\n\n"
         f"Rewards r = {toy.rewards}, base probabilities p = {toy.probs}, β = {toy.beta:g}, "
         f"B = {toy.bound:g}; the optimiser returns π ∝ p·e^(h/β) for the handed-over reward h.\n\n"
         f"- `stackelberg_threshold` gives m* = **{toy.threshold:.4f}** (paper: ≈ 1.6906).\n"
@@ -197,160 +149,10 @@ def _toy_section(toy: ToyExample, figure: Path, md_dir: Path) -> str:
         f"- Soft shaping: at α = {toy.alphas[0]:g} the utility is {near_zero:.4f} "
         f"(base {toy.base_utility:.4f}, difference {abs(near_zero - toy.base_utility):.1e}); "
         f"at α = {toy.alphas[-1]:g} it is {large:.4f} (hard optimum {toy.shaped_utility:.4f}); "
-        f"{crossing_text}.\n\n" + table + "\n" + figures_md([figure], md_dir)
-    )
-
-
-def _verdict(ok: bool) -> str:
-    return "**agrees**" if ok else "**does not agree**"
-
-
-def _claims_section(metrics: RunMetrics) -> tuple[str, list[str]]:
-    """The paper's claims checked against the numbers; returns (text, one-line verdicts)."""
-    weight = PAPER_DEFAULTS["weight"]
-    srs = _find(metrics, method="args", shaping="srs", weight=weight)
-    if srs is None:
-        return "SRS-ARGS at the default λ has no results; no claim can be checked.\n", []
-    lines: list[str] = []
-    verdicts: list[str] = []
-
-    # Claim 1: higher average steering reward than raw and normalised rewards.
-    compared = []
-    for shaping in ("raw", *NORMALISED, "meansoft", "cap"):
-        other = _find(metrics, method="args", shaping=shaping, weight=weight)
-        paired = None if other is None else _paired(metrics, srs, other, "reward")
-        if paired is None:
-            continue
-        compared.append((shaping, paired))
-        sig = "significant" if paired.significant else "not significant"
-        lines.append(
-            f"- vs ARGS+{shaping}: {paired.a:+.3f} vs {paired.b:+.3f}, paired Δ = "
-            f"{paired.diff:+.3f} [{paired.low:+.3f}, {paired.high:+.3f}] ({sig})"
-        )
-    core = [p for s, p in compared if s in ("raw", *NORMALISED)]
-    claim1 = bool(core) and all(p.diff > 0 for p in core)
-    sweep_wins, sweep_total = 0, 0
-    for p in metrics.points:
-        k = p["knobs"]
-        if k["method"] != "args" or k["shaping"] != "srs" or k["perturbation"] != "none":
-            continue
-        for shaping in ("raw", *NORMALISED):
-            other = _find(metrics, method="args", shaping=shaping, weight=k["weight"])
-            paired = None if other is None else _paired(metrics, p["id"], other, "reward")
-            if paired is not None:
-                sweep_total += 1
-                sweep_wins += paired.diff > 0
-    text = [
-        "### Claim 1: SRS improves the average reward over raw and normalised rewards\n\n",
-        f"Mean steering reward of SRS-ARGS at λ = {weight:g} against each other shaping "
-        "(same prompts, same λ; 95 % paired bootstrap interval of the difference):\n\n",
-        "\n".join(lines) + "\n\n",
-        f"Across the λ sweep SRS is ahead of raw / min-max / mean-std in {sweep_wins} of "
-        f"{sweep_total} (λ, baseline) pairs. The paper reports +3 to +11 % for SRS-ARGS over "
-        f"ARGS on 8B models. Our result {_verdict(claim1)} with the claim at the default λ"
-        + (
-            "."
-            if not core or all(p.significant for p in core) or not claim1
-            else ", though not every difference is significant at this sample size."
-        )
-        + "\n\n",
-    ]
-    verdicts.append(f"SRS reward > raw, min-max and mean-std at λ = {weight:g}: {_verdict(claim1)}")
-
-    # Claim 2: diversity and coherence unchanged.
-    text.append("### Claim 2: diversity and coherence are unchanged\n\n")
-    unchanged = True
-    for shaping in ("raw", *NORMALISED):
-        other = _find(metrics, method="args", shaping=shaping, weight=weight)
-        if other is None:
-            continue
-        for score in ("diversity", "coherence"):
-            paired = _paired(metrics, srs, other, score)
-            if paired is None:
-                continue
-            same = not paired.significant
-            unchanged &= same
-            text.append(
-                f"- {score} vs ARGS+{shaping}: {paired.a:.3f} vs {paired.b:.3f}, Δ = "
-                f"{paired.diff:+.3f} [{paired.low:+.3f}, {paired.high:+.3f}] → "
-                f"{'unchanged (interval contains 0)' if same else 'changed'}\n"
-            )
-    text.append(f"\nOur result {_verdict(unchanged)} with the claim.\n\n")
-    verdicts.append(f"diversity and coherence unchanged: {_verdict(unchanged)}")
-
-    # Claim 3: held-out judges prefer SRS (win-tie > 50 %).
-    text.append("### Claim 3: held-out judges prefer SRS (win-tie > 50 %)\n\n")
-    rates = []
-    for shaping in ("raw", *NORMALISED):
-        other = _find(metrics, method="args", shaping=shaping, weight=weight)
-        if other is None:
-            continue
-        for judge in HELD_OUT:
-            rate = _win_tie(metrics, srs, other, judge)
-            if rate is None:
-                continue
-            rates.append(rate)
-            text.append(f"- vs ARGS+{shaping}, judge {judge}: {100 * rate:.0f} %\n")
-    above = sum(r > 0.5 for r in rates)
-    claim3 = bool(rates) and above == len(rates)
-    text.append(
-        f"\n{above} of {len(rates)} win-tie rates are above 50 % (paper: 66–70 % with a GPT-4 "
-        f"judge). Our result {_verdict(claim3)} with the claim.\n\n"
-    )
-    verdicts.append(f"win-tie of SRS > 50 % by the held-out judges: {_verdict(claim3)}")
-    return "".join(text), verdicts
-
-
-def _robustness_section(metrics: RunMetrics, figure: Path, md_dir: Path) -> str:
-    weight = PAPER_DEFAULTS["weight"]
-    rows = []
-    for perturbation in ("none", *PERTURBATIONS):
-        raw = _find(metrics, method="args", shaping="raw", weight=weight, perturbation=perturbation)
-        srs = _find(metrics, method="args", shaping="srs", weight=weight, perturbation=perturbation)
-        if raw is None or srs is None:
-            continue
-        paired = _paired(metrics, srs, raw, "reward")
-        if paired is None:
-            continue
-        judges = {j: _win_tie(metrics, srs, raw, j) for j in HELD_OUT}
-        rows.append((perturbation, paired, judges))
-    if not rows:
-        return "No robustness results.\n"
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    xs = np.arange(len(rows))
-    ax.bar(xs - 0.2, [p.b for _, p, _ in rows], width=0.4, label="ARGS (raw)")
-    ax.bar(xs + 0.2, [p.a for _, p, _ in rows], width=0.4, label="SRS-ARGS")
-    ax.set_xticks(xs)
-    ax.set_xticklabels([name for name, _, _ in rows])
-    ax.set_ylabel("mean steering reward (unperturbed)")
-    ax.set_title("Robustness: rewards perturbed during decoding")
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(figure, dpi=120)
-    plt.close(fig)
-
-    table = (
-        "| perturbation | ARGS (raw) | SRS-ARGS | Δ [95 % CI] | win-tie VADER | win-tie MiniLM |\n"
-        "|---|---:|---:|---|---:|---:|\n"
-    )
-    ahead = 0
-    for name, p, judges in rows:
-        ahead += p.diff > 0
-        cells = [_percent(judges[j]) for j in HELD_OUT]
-        table += (
-            f"| {name} | {p.b:+.3f} | {p.a:+.3f} | {p.diff:+.3f} [{p.low:+.3f}, {p.high:+.3f}] "
-            f"| {cells[0]} | {cells[1]} |\n"
-        )
-    return (
-        "## 3. Robustness to reward perturbations\n\n"
-        "The perturbation is applied to the candidates' rewards while decoding; the reward "
-        "reported is the unperturbed steering reward of the final response.\n\n"
+        f"{crossing_text}.\n\n"
         + table
-        + f"\nSRS-ARGS has the higher mean reward under {ahead} of {len(rows)} conditions.\n\n"
-        + figures_md([figure], md_dir)
+        + "\n"
+        + figures_md([Plot(figure, "The toy example's utility against α.")], md_dir)
     )
 
 
@@ -383,11 +185,11 @@ def reproduce(
         report_only: decode nothing; render the report from the run file as it is (a
             partial run is reported as partial, with the missing configurations listed).
         lm, rm: model objects to use instead of the defaults (tests pass small ones).
-        methods: sequence-level methods to include; default every method registered in
-            ``RUNNERS`` at run time other than base, ARGS and those needing setup.
+        methods: sequence-level methods to include; default every method of the
+            registry's ``METHODS`` other than base, ARGS and those needing setup
+            (``NEEDS_SETUP``).
     """
-    from rshape_fast.decoding import RUNNERS
-    from rshape_fast.decoding.options import METHODS
+    from rshape_fast.decoding.registry import METHODS
 
     started = time.perf_counter()
     output = Path(output)
@@ -400,19 +202,14 @@ def reproduce(
     toy_text = _toy_section(toy, figures_dir / "toy_soft_curve.png", md_dir)
 
     if methods is None and report_only and Path(run_path).is_file():
-        # Render what the run file was made with, not what RUNNERS holds today.
+        # Render what the run file was made with, not what the registry holds today.
         header = read_run(run_path).header or {}
         made_with = [p["knobs"]["method"] for p in header.get("points", [])]
         methods = [m for m in dict.fromkeys(made_with) if m not in ("base", "args")]
     if methods is None:
-        methods = [m for m in RUNNERS if m not in ("base", "args") and m not in NEEDS_SETUP]
+        methods = [m for m in METHODS if m not in ("base", "args") and m not in NEEDS_SETUP]
     not_run = {
-        m: NEEDS_SETUP.get(
-            m,
-            "not selected for this run"
-            if m in RUNNERS
-            else "not implemented when this report was generated (not in RUNNERS)",
-        )
+        m: NEEDS_SETUP.get(m, "not selected for this run")
         for m in METHODS
         if m not in ("base", "args") and m not in methods
     }
@@ -457,8 +254,10 @@ def reproduce(
     scored = time.perf_counter()
 
     figures = plot_all(metrics, figures_dir)
-    claims, verdicts = _claims_section(metrics)
-    robustness = _robustness_section(metrics, figures_dir / "robustness.png", md_dir)
+    claims, verdicts = claims_section(metrics, PAPER_DEFAULTS["weight"])
+    robustness = robustness_section(
+        metrics, PAPER_DEFAULTS["weight"], figures_dir / "robustness.png", md_dir
+    )
     default_ids = [
         p["id"]
         for p in metrics.points
@@ -491,7 +290,7 @@ def reproduce(
         "".join(f"- {v}\n" for v in verdicts)
         or "- No claim can be checked yet: SRS-ARGS at the default λ has no results.\n",
         "\n## Settings\n\n",
-        f"- Models: LM `{config.lm}`, steering reward `{config.rm}` (models.md); held-out "
+        f"- Models: LM `{config.lm}`, steering reward `{config.rm}`; held-out "
         "judges VADER compound and MiniLM positive-vs-negative anchors, coherence = MiniLM "
         "cosine(prompt, response), diversity = Π_{n=2..4} distinct n-gram ratio.\n",
         f"- Prompts: the first {metrics.prompts} prompts of the bundled test split; "
@@ -530,15 +329,10 @@ def reproduce(
 
 def _subset(metrics: RunMetrics, ids: Sequence[str]) -> RunMetrics:
     keep = set(ids)
-    return RunMetrics(
-        config_hash=metrics.config_hash,
-        config=metrics.config,
-        prompts=metrics.prompts,
+    return replace(
+        metrics,
         points=[p for p in metrics.points if p["id"] in keep],
-        baselines=metrics.baselines,
         win_tie=[w for w in metrics.win_tie if w["point"] in keep],
-        skipped=metrics.skipped,
-        missing=metrics.missing,
         values={k: v for k, v in metrics.values.items() if k in keep},
     )
 

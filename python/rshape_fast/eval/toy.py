@@ -1,4 +1,4 @@
-"""The paper's two-answer toy example (algorithms.md §2.1), computed with the package kernels.
+"""The paper's two-answer toy example (docs/algorithms.md, the threshold), with the package kernels.
 
 A base policy answers with rewards ``r = (1, 2)`` at probabilities ``p = (0.9, 0.1)``; the
 KL-regularised optimiser turns any handed-over reward ``h`` into the policy
@@ -118,7 +118,7 @@ def toy_example(
     bound: float = 3.0,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
 ) -> ToyExample:
-    """Compute the toy example of algorithms.md §2.1 with the package kernels.
+    """Compute the toy example of docs/algorithms.md (the threshold) with the package kernels.
 
     Returns the base utility (``Σ p_i r_i``), the utility of handing over ``r`` itself,
     the threshold ``m*`` from :func:`~rshape_fast.shaping.stackelberg_threshold` with
