@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rshape_fast.cli import _extra_providing, build_parser, main
+from rshape_fast.cli import DTYPES, _extra_providing, build_parser, main
 
 HEAVY_MODULES = ("torch", "transformers", "matplotlib")
 
@@ -122,6 +122,12 @@ def test_rm_is_repeatable_and_dtypes_are_checked() -> None:
         parser.parse_args(["generate", "--prompt", "x", "--dtype", "float64"])
 
 
+def test_dtype_choices_are_the_loaders() -> None:
+    from rshape_fast.models.loading import DTYPES as LOADER_DTYPES
+
+    assert tuple(LOADER_DTYPES) == DTYPES
+
+
 def test_prompt_and_prompts_file_exclude_each_other(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", "--prompt", "x", "--prompts-file", "p.txt"])
@@ -133,8 +139,6 @@ def test_prompt_and_prompts_file_exclude_each_other(tmp_path: Path) -> None:
 def test_generate_rows_carry_prompt_ids_and_dtype_reaches_the_loader(
     lm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import torch
-
     import rshape_fast.models
 
     calls: list[dict[str, Any]] = []
@@ -153,7 +157,7 @@ def test_generate_rows_carry_prompt_ids_and_dtype_reaches_the_loader(
     argv = ["generate", "--prompts-file", str(prompts), "--method", "base"]
     argv += ["--max-new-tokens", "2", "--dtype", "bfloat16", "--quiet", "-o", str(out)]
     assert main(argv) == 0
-    assert calls == [{"name": "smollm2-135m-instruct", "device": "cpu", "dtype": torch.bfloat16}]
+    assert calls == [{"name": "smollm2-135m-instruct", "device": "cpu", "dtype": "bfloat16"}]
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [row["key"] for row in rows] == ["first", "7"]
     assert all(row["options"]["max_new_tokens"] == 2 for row in rows)

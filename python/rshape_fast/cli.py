@@ -23,7 +23,8 @@ from typing import Any
 from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
 from rshape_fast.errors import RshapeError
 
-#: Values of `--dtype` and `--rm-dtype` (names of torch dtypes).
+#: Values of `--dtype` and `--rm-dtype`: the names `models.loading.DTYPES` accepts (that module
+#: imports torch, so they are listed here; tests/test_cli.py checks that the two agree).
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -169,11 +170,7 @@ def _reward_model_names(args: argparse.Namespace) -> list[str]:
 
 def _dtype_kwargs(name: str | None) -> dict[str, Any]:
     """`dtype=` for a model loader when a dtype was named; else the loader's default holds."""
-    if name is None:
-        return {}
-    import torch
-
-    return {"dtype": getattr(torch, name)}
+    return {} if name is None else {"dtype": name}
 
 
 def _knobs(args: argparse.Namespace) -> dict[str, Any]:
