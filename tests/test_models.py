@@ -805,6 +805,7 @@ def test_real_reward_structure(rm, lm):
     assert parts is not None
     assert parts[0] is rm.model.model and parts[1] is rm.model.score
     assert rm.shares_tokenizer(lm.tokenizer)
+    assert rm.cache_refusal(lm.tokenizer) is None
     assert rm.template == SENTIMENT_TEMPLATE and rm.chat_template
     assert rm.name == DEFAULT_REWARD_MODEL
     loaded = {DEFAULT_LM, DEFAULT_REWARD_MODEL}

@@ -39,6 +39,10 @@ _PROBE_RESPONSE = "\n \ue000rshape-probe\ue001 \n"
 # Two prompts: the text after the response must not depend on the prompt either, so that
 # every row's candidate blocks have one length.
 _PROBE_PROMPTS = ("Hello", "A longer question, with {braces} and punctuation?")
+# Responses as a language model starts and ends them (a word, punctuation): their tokens
+# must not merge with the text around them, as "\n\n" + "Ok" does in a GPT-2 style
+# tokenizer ("\n", "\n", "Ok" together, "\n\n" alone).
+_PROBE_WORDS = ("Ok", "Hello, world.", "Yes!")
 
 
 def _conversation(prompt: str, response: str) -> list[Message]:
@@ -179,8 +183,9 @@ class RewardFormat:
 
     def split_refusal(self) -> str | None:
         """None when every pair renders as ``head + response + tail`` with a head that
-        depends on the prompt only and a tail that depends on neither; else why not, in one
-        line. Checked once, on probe prompts and responses."""
+        depends on the prompt only and a tail that depends on neither, and tokenises as
+        ``head ids + response ids + tail ids``; else why not, in one line. Checked once, on
+        probe prompts and responses."""
         if not self._split_checked:
             self._split_refusal = self._find_split_refusal()
             self._split_checked = True
@@ -200,6 +205,14 @@ class RewardFormat:
                     "follows it, so the response's token ids cannot be scored between a fixed "
                     "head and tail"
                 )
+            head_ids, tail_ids = self.template_ids(prompt)
+            for response in _PROBE_WORDS:
+                if head_ids + self._bare_ids(response) + tail_ids != self.encode(prompt, response):
+                    return (
+                        f"the {what}'s text around the response merges with the response's "
+                        "tokens when tokenised, so head + response ids + tail is not what the "
+                        "reward model scores"
+                    )
             tails.add(tail)
         if len(tails) != 1:
             return (
