@@ -340,3 +340,76 @@ def test_args_cached_path_equals_text_path(tiny_lm):
     # The reward steers: without it (base greedy) at least one row differs.
     base = generate(ARGS_PROMPTS, lm=tiny_lm, method="base", max_new_tokens=12, batch_size=3)
     assert [r.token_ids for r in base] != [r.token_ids for r in cached]
+
+
+# --------------------------------------------------------------------------------------
+# The built-in conversation-format judge (real SmolLM2 weights)
+# --------------------------------------------------------------------------------------
+
+# (prompt, positive reply, negative reply): hand-written, one topic per prompt.
+JUDGED_REPLIES = [
+    (
+        "How was your weekend?",
+        "It was wonderful! I went hiking with friends and the weather was perfect.",
+        "Terrible. It rained the whole time and I was sick in bed.",
+    ),
+    (
+        "What do you think of the new cafe downtown?",
+        "I love it, the coffee is delicious and the staff are so friendly.",
+        "It's awful: cold coffee, rude staff and dirty tables.",
+    ),
+    (
+        "Tell me about the movie you saw.",
+        "A charming, funny and heartfelt film. I'd watch it again.",
+        "A dull, lifeless and tedious film. I walked out halfway.",
+    ),
+    (
+        "How is your new job going?",
+        "Really well, my team is supportive and I'm learning a lot.",
+        "Badly. My boss yells at me and I dread every morning.",
+    ),
+    (
+        "Describe your holiday.",
+        "Relaxing and beautiful, the beach was stunning.",
+        "A disaster: lost luggage, a filthy hotel and food poisoning.",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def chat_judge() -> RewardModel:
+    from rshape_fast.cache import SMOLLM2_CHAT_JUDGE
+    from rshape_fast.models import load_reward_model
+
+    return load_reward_model(SMOLLM2_CHAT_JUDGE)
+
+
+@pytest.mark.model
+def test_chat_judge_is_the_lm_log_odds_after_the_judging_turn(chat_judge, lm):
+    from rshape_fast.models.builtins import CHAT_JUDGE_QUESTION
+
+    assert chat_judge.conversation and chat_judge.cache_refusal(lm.tokenizer) is None
+    prompt, good, bad = JUDGED_REPLIES[0]
+    head, tail = chat_judge.template_ids(prompt)
+    assert lm.decode(head).endswith(f"{prompt}\nassistant\n")
+    assert lm.decode(tail) == f"\nuser\n{CHAT_JUDGE_QUESTION}\nassistant\n"
+    positive = lm.tokenizer.convert_tokens_to_ids("Positive")
+    negative = lm.tokenizer.convert_tokens_to_ids("Negative")
+    scores = chat_judge.score([prompt, prompt], [good, bad])
+    for response, score in zip([good, bad], scores, strict=True):
+        ids = chat_judge.encode_pair(prompt, response)
+        assert ids == head + lm.tokenizer(response, add_special_tokens=False)["input_ids"] + tail
+        with torch.inference_mode():
+            logits = lm.model(torch.tensor([ids])).logits[0, -1].double()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        assert score == pytest.approx(float(log_probs[positive] - log_probs[negative]), abs=1e-4)
+
+
+@pytest.mark.model
+def test_chat_judge_ranks_positive_replies_above_negative_ones(chat_judge):
+    prompts = [p for p, _, _ in JUDGED_REPLIES]
+    good = chat_judge.score(prompts, [g for _, g, _ in JUDGED_REPLIES])
+    bad = chat_judge.score(prompts, [b for _, _, b in JUDGED_REPLIES])
+    assert (good > bad).all()  # every prompt's positive reply beats its negative one
+    # Across prompts too, for all but a few of the 25 pairs (the judge is biased positive).
+    assert np.mean([g > b for g in good for b in bad]) >= 0.8
