@@ -8,6 +8,9 @@ with a cheap text reward, so the whole file stays well within a few minutes.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -356,3 +359,98 @@ def test_labels_leave_out_shaping_where_it_has_no_effect():
     assert method_label({"method": "soft_bon", "shaping": "raw"}) == "soft_bon+raw"
     for method in ("base", "bon", "streaming_bon", "cd"):
         assert method_label({"method": method, "shaping": "srs"}) == method
+
+
+def _synthetic_metrics() -> Any:
+    """RunMetrics of base, ARGS+raw and ARGS+SRS with made-up numbers (no models)."""
+    from rshape_fast.eval.run_metrics import RunMetrics
+
+    def point(pid: str, label: str, method: str, shaping: str, reward: float | None) -> dict:
+        scores = {} if reward is None else {"reward": {"mean": reward, "low": 0, "high": 2}}
+        knobs = {"method": method, "shaping": shaping, "weight": 0.5, "perturbation": "none"}
+        return {"id": pid, "label": label, "knobs": knobs, "scores": scores, "cost": {"seconds": 1}}
+
+    points = [
+        point("b", "base", "base", "srs", None),
+        point("r", "args+raw", "args", "raw", 0.5),
+        point("s", "args+srs", "args", "srs", 1.0),
+    ]
+    win_tie = [
+        {"point": p, "baseline": name, "baseline_point": q, "judge": "vader", "win_tie": 0.6}
+        for p, name, q in (("s", "base", "b"), ("s", "args+raw", "r"), ("r", "base", "b"))
+    ]
+    win_tie.append(
+        {
+            "point": "b",
+            "baseline": "args+raw",
+            "baseline_point": "r",
+            "judge": "vader",
+            "win_tie": 0.4,
+        }
+    )
+    baselines = [
+        {"selector": "method=base", "name": "base", "points": ["b"]},
+        {"selector": "method=args,shaping=raw", "name": "args+raw", "points": ["r"]},
+    ]
+    return RunMetrics(
+        config_hash="x",
+        config={},
+        prompts=2,
+        points=points,
+        baselines=baselines,
+        win_tie=win_tie,
+        skipped={},
+        missing=[],
+        values={},
+        run_file="run.jsonl",
+        judge_cache="run.jsonl.judges.json",
+        rows=6,
+    )
+
+
+def test_plots_say_what_they_leave_out(tmp_path: Path) -> None:
+    from rshape_fast.eval.report import plot_frontier, plot_win_tie
+
+    metrics = _synthetic_metrics()
+    win_tie = plot_win_tie(metrics, tmp_path / "win_tie.png")
+    assert win_tie is not None and win_tie.path.read_bytes()[:4] == b"\x89PNG"
+    # The table has rows for args+raw and base; the plot draws the SRS point only.
+    assert win_tie.caption == (
+        "Win-tie of the SRS configurations against each baseline. "
+        "Left out (they are in the win-tie table): base, args+raw."
+    )
+    frontier = plot_frontier(metrics, tmp_path / "cost.png")
+    assert frontier is not None and frontier.caption.endswith(
+        "Left out (no steering reward): base."
+    )
+
+
+def test_report_module_leaves_the_matplotlib_backend_alone(tmp_path: Path) -> None:
+    code = (
+        "import sys, matplotlib\n"
+        "from pathlib import Path\n"
+        "import rshape_fast.eval.report as report, rshape_fast.eval.reproduce\n"
+        "from test_eval_runner import _synthetic_metrics\n"
+        f"report.plot_all(_synthetic_metrics(), Path({str(tmp_path)!r}))\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+        "assert matplotlib.rcParams._get_backend_or_none() is None, 'the backend was set'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["reward_cost.png", "win_tie.png"]
+
+
+def test_report_on_a_generate_output_says_what_the_file_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rshape_fast.cli import main
+
+    path = tmp_path / "out.jsonl"
+    result = {"index": 0, "prompt": "Hi", "text": "Hello", "token_ids": [1], "method": "base"}
+    path.write_text(json.dumps(result) + "\n", encoding="utf-8")
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"rshape report: reading the run file {path}")
+    assert len(err) == 2 and "an `rshape generate` output" in err[1]
+    assert "starts with a header record" in err[1]
