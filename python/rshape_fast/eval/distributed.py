@@ -25,7 +25,7 @@ from rshape_fast.eval.tasks import Task, decode_task, load_models, worker_identi
 if TYPE_CHECKING:
     from rshape_fast.eval.run_loop import RunWriter
 
-__all__ = ["DistributedError", "EvalWorker", "WorkersLostError", "run_distributed"]
+__all__ = ["DistributedError", "EvalWorker", "WorkersLostError", "import_ray", "run_distributed"]
 
 INSTALL_HINT = "pip install 'rshape_fast[distributed]'"
 
@@ -38,7 +38,8 @@ class WorkersLostError(DistributedError):
     """Every worker of a distributed run died; the rows written before are in the file."""
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
+    """The ray module, or a one-line DistributedError naming the extra to install."""
     try:
         import ray
     except ImportError:
@@ -92,7 +93,7 @@ def run_distributed(
         DistributedError: Ray is not installed.
         WorkersLostError: every worker died before the tasks were done.
     """
-    ray = _import_ray()
+    ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
         if address is None:

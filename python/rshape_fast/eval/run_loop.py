@@ -207,6 +207,7 @@ def run_eval(
 
     Raises:
         ConfigChangedError: the file holds another configuration and ``restart`` is false.
+        DistributedError: workers were asked for and Ray is not installed.
         WorkersLostError: every Ray worker died; the rows already written are kept.
         ParameterError: ``workers`` is not a positive integer, or model objects were
             passed to a distributed run.
@@ -221,6 +222,10 @@ def run_eval(
             "lm, rm: a distributed run loads the models each worker needs from config.lm "
             "and config.rm (names or folders); model objects cannot be passed"
         )
+    if distributed:
+        from rshape_fast.eval.distributed import import_ray
+
+        import_ray()  # no Ray: say so before the run file is touched
 
     started = time.perf_counter()
     file = Path(path)
