@@ -9,6 +9,7 @@ as special tokens, as in the family's own tokenizer).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -315,7 +316,43 @@ def test_encoder_reward_is_refused_the_cache(tiny_lm):
 ARGS_PROMPTS = ["Tell me about your day.", "Write one sentence about the sea.", "Hi!"]
 
 
-def test_args_cached_path_equals_text_path(tiny_lm):
+@pytest.fixture(scope="module")
+def words_lm():
+    r"""A tiny random causal LM (SmolLM2 tokenizer) that only ever proposes space-prefixed
+    lowercase words, so its token ids are always the tokenisation of its own text.
+
+    A random LM otherwise repeats tokens ("\n" after "\n", "." after "."), and text such
+    as "\n\n" or "......" tokenises into fewer, merged tokens: the text path would then
+    score other ids than the cached path, for a reason that has nothing to do with either.
+    """
+    from transformers import LlamaForCausalLM
+
+    from rshape_fast.models import LanguageModel
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_builtin(DEFAULT_LM), local_files_only=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **{k: v for k, v in SMALL.items() if k != "num_labels"},
+    )
+    torch.manual_seed(5)
+    model = LlamaForCausalLM(config)
+    # "\u0120" (Ġ) marks a leading space in the byte-level vocabulary.
+    words = [i for t, i in tokenizer.get_vocab().items() if re.fullmatch("\u0120[a-z]{3,}", t)]
+    head = torch.nn.Linear(config.hidden_size, len(tokenizer), bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.fill_(-1e4)
+        head.bias[words] = 0.0
+    model.lm_head = head
+    return LanguageModel.from_model(model, tokenizer, name="tiny-words", device="cpu")
+
+
+@pytest.mark.parametrize("shaping", ["raw", "srs"])
+def test_args_cached_path_equals_text_path(words_lm, shaping):
     """ARGS with a conversation reward model: scoring candidates from the reward model's KV
     cache (head + response ids + tail) picks the same tokens as scoring their text."""
     from rshape_fast.decoding import generate
@@ -324,21 +361,21 @@ def test_args_cached_path_equals_text_path(tiny_lm):
     reward = RewardModel(
         _family_model("qwen2", tokenizer, seed=3), tokenizer, conversation=True, name="qwen2"
     )
-    assert reward.cache_refusal(tiny_lm.tokenizer) is None
+    assert reward.cache_refusal(words_lm.tokenizer) is None
     as_text = TextRewardModel(
         lambda prompts, responses: reward.score(prompts, responses),
         name="qwen2-text",
         on="prompt+response",
     )
-    knobs = dict(method="args", shaping="raw", k=5, weight=2.0, max_new_tokens=12, batch_size=3)
-    cached = generate(ARGS_PROMPTS, lm=tiny_lm, rm=reward, **knobs)
-    text = generate(ARGS_PROMPTS, lm=tiny_lm, rm=as_text, **knobs)
+    knobs = dict(method="args", shaping=shaping, k=5, weight=5.0, max_new_tokens=12, batch_size=3)
+    cached = generate(ARGS_PROMPTS, lm=words_lm, rm=reward, **knobs)
+    text = generate(ARGS_PROMPTS, lm=words_lm, rm=as_text, **knobs)
     assert [r.extras["reward_path"] for r in cached] == ["cached"] * 3
     assert [r.extras["reward_path"] for r in text] == ["text"] * 3
     assert [r.token_ids for r in cached] == [r.token_ids for r in text]
-    assert all(len(r.token_ids) > 0 for r in cached)
-    # The reward steers: without it (base greedy) at least one row differs.
-    base = generate(ARGS_PROMPTS, lm=tiny_lm, method="base", max_new_tokens=12, batch_size=3)
+    assert all(len(r.token_ids) == 12 for r in cached)
+    # The reward steers: without it (base greedy) the rows come out differently.
+    base = generate(ARGS_PROMPTS, lm=words_lm, method="base", max_new_tokens=12, batch_size=3)
     assert [r.token_ids for r in base] != [r.token_ids for r in cached]
 
 
