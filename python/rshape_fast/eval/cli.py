@@ -103,7 +103,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, stats in summary.workers.items():
         print(
             f"  worker {name}: {stats.rows} rows in {stats.seconds:.0f} s of tasks "
-            f"({stats.rows_per_second:.2f} rows/s)",
+            f"({stats.rows_per_second:.2f} rows/s, {stats.cpu_seconds:.0f} CPU s)",
             file=sys.stderr,
         )
     if summary.lost_workers:

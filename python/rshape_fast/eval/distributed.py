@@ -57,13 +57,13 @@ class EvalWorker:
         self.device = device
         self.lm, self.rm = load_models(config, device)
 
-    def run(self, task: Task, digest: str) -> tuple[list[dict[str, Any]], float]:
-        """Decode one task; return its rows and the seconds it took."""
-        started = time.perf_counter()
+    def run(self, task: Task, digest: str) -> tuple[list[dict[str, Any]], float, float]:
+        """Decode one task; return its rows and the wall and CPU seconds it took."""
+        started, cpu_started = time.perf_counter(), time.process_time()
         rows = decode_task(
             task, self.lm, self.rm, digest=digest, device=self.device, worker=self.identity
         )
-        return rows, time.perf_counter() - started
+        return rows, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def _first_line(error: BaseException) -> str:
@@ -141,7 +141,7 @@ def _dispatch(
         (ref,), _ = ray.wait(list(running), num_returns=1)
         name, task = running.pop(ref)
         try:
-            rows, seconds = ray.get(ref)
+            rows, seconds, cpu_seconds = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
             ray.kill(actors.pop(name))
             lost.append(name)
@@ -166,5 +166,5 @@ def _dispatch(
             continue
         for row in rows:
             writer.row(row)
-        writer.task_done(name, len(rows), seconds)
+        writer.task_done(name, len(rows), seconds, cpu_seconds)
         idle.append(name)

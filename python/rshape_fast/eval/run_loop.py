@@ -26,10 +26,15 @@ __all__ = ["RunSummary", "RunWriter", "WorkerStats", "run_eval"]
 
 @dataclass
 class WorkerStats:
-    """Rows one worker decoded in this call and the seconds it spent on its tasks."""
+    """Rows one worker decoded in this call, and the wall and CPU seconds of its tasks.
+
+    CPU seconds count every thread of the worker's process (torch's included): the cost a
+    larger cluster divides among its workers.
+    """
 
     rows: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
@@ -112,11 +117,12 @@ class RunWriter:
         if self.bar is not None:
             self.bar.update(len(task.prompts))
 
-    def task_done(self, worker: str, rows: int, seconds: float) -> None:
+    def task_done(self, worker: str, rows: int, seconds: float, cpu_seconds: float) -> None:
         """Charge a finished task to its worker."""
         stats = self.workers.setdefault(worker, WorkerStats())
         stats.rows += rows
         stats.seconds += seconds
+        stats.cpu_seconds += cpu_seconds
 
     def note(self, text: str) -> None:
         """Print a line about the run (to stderr, above the bar)."""
@@ -153,7 +159,7 @@ def _run_local(
             writer.skip(task, writer.skipped[task.point.id])
             continue
         writer.describe(task.point.id)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             rows = decode_task(
                 task, lm, rm, digest=digest, device=device, worker=worker, on_row=writer.row
@@ -163,7 +169,8 @@ def _run_local(
                 raise
             writer.skip(task, f"failed: {type(exc).__name__}: {exc}")
             continue
-        writer.task_done("local", len(rows), time.perf_counter() - started)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        writer.task_done("local", len(rows), seconds, cpu)
 
 
 def run_eval(
