@@ -15,6 +15,7 @@ from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.response_sampler import Sample, Sampler
 from rshape_fast.decoding.results import Cost
+from rshape_fast.decoding.token_draws import prompt_key
 from rshape_fast.errors import ParameterError
 from rshape_fast.models import TextRewardModel
 
@@ -30,15 +31,16 @@ def _no_progress(tokens: int) -> None:
     del tokens
 
 
-def _draw(lm, prompts, n, *, seed=0, max_new_tokens=6, indices=None):
-    """All samples of `prompts` drawn by the sampler, as token lists `[prompt][sample]`."""
-    indices = list(range(len(prompts))) if indices is None else indices
+def _draw(lm, prompts, n, *, seed=0, max_new_tokens=6):
+    """All samples of `prompts` drawn by the sampler, as token lists `[prompt][sample]`,
+    keyed as `generate` keys them (by the prompt text)."""
+    keys = [prompt_key(p) for p in prompts]
     options = DecodingOptions(
         method="bon", n=n, seed=seed, max_new_tokens=max_new_tokens, temperature=1.0
     )
     costs = [Cost() for _ in prompts]
     sampler = Sampler(lm, options, costs, PhaseTimer())
-    samples = [Sample(owner=p, key=(indices[p], i)) for p in range(len(prompts)) for i in range(n)]
+    samples = [Sample(owner=p, key=(keys[p], i)) for p in range(len(prompts)) for i in range(n)]
     contexts = [lm.encode(p) for p in prompts]
     sampler.start(contexts, samples, [s.owner for s in samples])
     sampler.run()
@@ -50,7 +52,7 @@ def _draw(lm, prompts, n, *, seed=0, max_new_tokens=6, indices=None):
 
 def test_sampler_is_independent_of_batching(tiny_lm):
     together, _ = _draw(tiny_lm, PROMPTS, 3, seed=5)
-    (alone,), _ = _draw(tiny_lm, PROMPTS[1:], 3, seed=5, indices=[1])
+    (alone,), _ = _draw(tiny_lm, PROMPTS[1:], 3, seed=5)
     assert [s.tokens for s in together[1]] == [s.tokens for s in alone]
     again, _ = _draw(tiny_lm, PROMPTS, 3, seed=5)
     other, _ = _draw(tiny_lm, PROMPTS, 3, seed=6)

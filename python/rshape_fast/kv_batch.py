@@ -222,8 +222,12 @@ class KVBatch:
     def select(self, rows: torch.Tensor | Sequence[int]) -> None:
         """Keep the given rows, in that order (an index may repeat to fork a row)."""
         index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
-        if int(self.cache.get_seq_length()) > 0:  # an empty cache has no rows to pick yet
+        if int(self.cache.get_seq_length()) > 0:
             self.cache.batch_select_indices(index)
+        else:
+            # transformers skips an empty cache, which would keep the old row count; an
+            # empty cache holds nothing worth keeping, so start a fresh one.
+            self.cache = DynamicCache(config=self.model.config)
         self.mask = self.mask[index]
         self.pending_ids = self.pending_ids[index]
         self.pending_mask = self.pending_mask[index]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
+from rshape_fast.decoding.calibration import resolve_reward_scale
+from rshape_fast.decoding.ensemble import Reward, RewardEnsemble, steering_reward
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.progress import TokenProgress
 from rshape_fast.decoding.registry import TOKEN_LEVEL, runner
@@ -19,20 +22,38 @@ from rshape_fast.models import (
     LanguageModel,
     RewardModel,
     TextRewardModel,
-    as_reward_model,
     load_lm,
 )
 
-RewardLike = RewardModel | TextRewardModel | str | Callable[..., Any]
+RewardLike = RewardModel | TextRewardModel | RewardEnsemble | str | Callable[..., Any]
 
 
 def _resolve(
-    lm: LanguageModel | str | None, rm: RewardLike | None, method: str, device: str
-) -> tuple[LanguageModel, RewardModel | TextRewardModel | None]:
-    model = lm if isinstance(lm, LanguageModel) else load_lm(lm or DEFAULT_LM, device=device)
-    if rm is None and method != "base":
+    lm: LanguageModel | str | None,
+    rm: RewardLike | Sequence[RewardLike] | None,
+    options: DecodingOptions,
+    device: str,
+    dtype: str,
+    rm_dtype: str | None,
+) -> tuple[LanguageModel, Reward | None]:
+    """The models of a run; names are loaded on `device`, in `dtype` (`rm_dtype`)."""
+    model = (
+        lm
+        if isinstance(lm, LanguageModel)
+        else load_lm(lm or DEFAULT_LM, device=device, dtype=dtype)
+    )
+    if rm is None and options.method != "base":
         rm = DEFAULT_REWARD_MODEL
-    return model, None if rm is None else as_reward_model(rm)
+    if rm is None:
+        return model, None
+    reward = steering_reward(
+        rm,
+        mode=options.ensemble,
+        uwo_weight=options.uwo_weight,
+        device=device,
+        dtype=rm_dtype or dtype,
+    )
+    return model, reward
 
 
 def _check_prompts(prompts: Sequence[str] | str) -> list[str]:
@@ -73,7 +94,7 @@ def _options(knobs: dict[str, Any]) -> DecodingOptions:
 
 
 def _results(
-    rm: RewardModel | TextRewardModel | None,
+    rm: Reward | None,
     prompts: list[str],
     keys: list[str],
     batch: list[int],
@@ -87,6 +108,10 @@ def _results(
         scores = rm.score([prompts[batch[i]] for i in todo], [outputs[i].text for i in todo])
         for i, score in zip(todo, np.asarray(scores).tolist(), strict=True):
             rewards[i] = float(score)
+    if isinstance(rm, RewardEnsemble):
+        members = rm.score_members([prompts[p] for p in batch], [o.text for o in outputs])
+        for o, column in zip(outputs, members.T.tolist(), strict=True):
+            o.extras["member_rewards"] = column
     knobs = options.to_dict()
     return [
         GenerationResult(
@@ -110,9 +135,11 @@ def generate(
     prompts: Sequence[str],
     *,
     lm: LanguageModel | str | None = None,
-    rm: RewardLike | None = None,
+    rm: RewardLike | Sequence[RewardLike] | None = None,
     keys: Sequence[str] | None = None,
     device: str = "cpu",
+    dtype: str = "float32",
+    rm_dtype: str | None = None,
     progress: bool = False,
     on_result: Callable[[GenerationResult], None] | None = None,
     **knobs: Any,
@@ -124,11 +151,14 @@ def generate(
         lm: a `LanguageModel`, a built-in name or a local HF folder (default SmolLM2-135M).
         rm: the steering reward: a `RewardModel`, a `TextRewardModel`, a callable
             `list[str] -> list[float]`, a built-in name or a folder (default
-            "smollm2-sentiment"; not needed for `method="base"`).
+            "smollm2-sentiment"; not needed for `method="base"`), or a list of those: an
+            ensemble combined by the `ensemble` knob ("mean", "min", "uwo", "logsigmoid").
         keys: one distinct string per prompt that keys its random draws (e.g. prompt ids).
             Default: the prompt text (with its occurrence number for repeats), so a prompt's
             result never depends on its position, its batch or the other prompts.
         device: where models named by string are loaded ("cpu", "cuda", ...).
+        dtype: the dtype models named by string are loaded in ("float32", "bfloat16",
+            "float16"); `rm_dtype` overrides it for the reward model(s).
         progress: show a progress bar of generated tokens (tokens/s, ETA).
         on_result: called with each result as soon as its batch finishes (for
             incremental JSONL writing).
@@ -148,7 +178,9 @@ def generate(
     texts = _check_prompts(prompts)
     names = _check_keys(keys, texts)
     int_keys = [prompt_key(k) for k in names]
-    model, reward = _resolve(lm, rm, options.method, device)
+    model, reward = _resolve(lm, rm, options, device, dtype, rm_dtype)
+    scale = resolve_reward_scale(options, model, reward)
+    run_options = replace(options, reward_scale=scale)
     run = runner(options.method)
     results: list[GenerationResult] = []
     with TokenProgress(len(texts), options, progress) as bar:
@@ -159,9 +191,12 @@ def generate(
                 reward,
                 [texts[i] for i in batch],
                 [int_keys[i] for i in batch],
-                options,
+                run_options,
                 bar.advance,
             )
+            if scale is not None:
+                for output in outputs:
+                    output.extras["reward_scale"] = scale
             done = _results(reward, texts, names, batch, outputs, options)
             bar.finish_batch(len(batch))
             for result in done:
@@ -175,22 +210,28 @@ def stream(
     prompt: str,
     *,
     lm: LanguageModel | str | None = None,
-    rm: RewardLike | None = None,
+    rm: RewardLike | Sequence[RewardLike] | None = None,
     key: str | None = None,
     device: str = "cpu",
+    dtype: str = "float32",
+    rm_dtype: str | None = None,
     **knobs: Any,
 ) -> Iterator[str]:
     """Yield the response to one prompt piece by piece, as each token is chosen.
 
-    Takes the same knobs as `generate` (token-level methods only: "base", "args", "cd").
+    Takes the same arguments and knobs as `generate` (token-level methods only: "base",
+    "args", "cd"); `key` keys its random draws (default: the prompt text).
     """
     options = _options({**knobs, "batch_size": 1})
     if options.method not in TOKEN_LEVEL:
         raise ParameterError(f"method: stream() supports {TOKEN_LEVEL}, not {options.method!r}")
     (text,) = _check_prompts([prompt])
     (name,) = _check_keys(None if key is None else [key], [text])
-    model, reward = _resolve(lm, rm, options.method, device)
-    loop = TokenLoop(model, reward, [text], [prompt_key(name)], options)
+    model, reward = _resolve(lm, rm, options, device, dtype, rm_dtype)
+    scale = resolve_reward_scale(options, model, reward)
+    loop = TokenLoop(
+        model, reward, [text], [prompt_key(name)], replace(options, reward_scale=scale)
+    )
     tokens: list[int] = []
     shown = ""
     for emitted in loop.steps():

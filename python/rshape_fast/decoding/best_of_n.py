@@ -8,11 +8,11 @@ All three draw the same N samples per prompt: sample i of prompt key q is keyed
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from rshape_fast._core import StreamingBestOfN
+from rshape_fast.decoding.ensemble import Reward
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.response_sampler import (
@@ -26,30 +26,9 @@ from rshape_fast.decoding.response_sampler import (
 from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.decoding.reward_scorers import PartialResponseScorer, shares_cache
 from rshape_fast.decoding.token_draws import row_seeds
-from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+from rshape_fast.models import LanguageModel
 from rshape_fast.perturbations import perturb_rewards
 from rshape_fast.shaping import fuse_and_select, shape_rewards
-
-# Sequence-level caps of the SRS weight (docs/algorithms.md §2.3, "as the authors run CD"):
-# B_eff = min(B, 2·spread), γ = e^{min(B/β, 2)}, no cap on γ itself.
-SEQUENCE_SPREAD_RATIO = 2.0
-SEQUENCE_MAX_EXPONENT = 2.0
-SEQUENCE_CAPS: dict[str, Any] = {
-    "spread_ratio": SEQUENCE_SPREAD_RATIO,
-    "max_weight": None,
-    "max_exponent": SEQUENCE_MAX_EXPONENT,
-}
-
-
-def sequence_shaping_kwargs(options: DecodingOptions) -> dict[str, Any]:
-    """Shaping kwargs for a set of sampled responses/segments: the run's B, β, α, cap with
-    the sequence-level caps (the token-level `spread_ratio`/`max_weight` do not apply)."""
-    return {**options.shaping_kwargs(), **SEQUENCE_CAPS}
-
-
-def sequence_weight(options: DecodingOptions) -> float:
-    """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (docs/algorithms.md §2.3)."""
-    return float(np.exp(min(options.bound / options.shaping_beta, SEQUENCE_MAX_EXPONENT)))
 
 
 def draw_samples(
@@ -77,7 +56,10 @@ def draw_samples(
 def _selection_rewards(
     rewards: np.ndarray, keys: list[int], options: DecodingOptions
 ) -> np.ndarray:
-    """The rewards the choice is made on: the steering rewards, perturbed if asked."""
+    """The rewards the choice is made on: the steering rewards, calibrated and perturbed
+    as the options say."""
+    if options.reward_scale is not None:
+        rewards = rewards / np.float32(options.reward_scale)
     if options.perturbation == "none":
         return rewards
     seeds = row_seeds(options.seed, [(q, options.n, 1) for q in keys])
@@ -88,7 +70,7 @@ def _selection_rewards(
 
 def _sample_and_score(
     lm: LanguageModel,
-    rm: RewardModel | TextRewardModel,
+    rm: Reward,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,
@@ -108,7 +90,7 @@ def _sample_and_score(
 
 def run_bon(
     lm: LanguageModel,
-    rm: RewardModel | TextRewardModel | None,
+    rm: Reward | None,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,
@@ -135,7 +117,7 @@ def run_bon(
 
 def run_soft_bon(
     lm: LanguageModel,
-    rm: RewardModel | TextRewardModel | None,
+    rm: Reward | None,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,
@@ -155,7 +137,7 @@ def run_soft_bon(
         shaped = shape_rewards(
             _selection_rewards(rewards, keys, options),
             scheme=options.shaping,
-            **sequence_shaping_kwargs(options),
+            params=options.sequence_shape_params,
         )
         # Shaping happened above; "raw" fuses the shaped values unchanged.
         chosen, _ = fuse_and_select(
@@ -188,7 +170,7 @@ def run_soft_bon(
 
 def run_streaming_bon(
     lm: LanguageModel,
-    rm: RewardModel | TextRewardModel | None,
+    rm: Reward | None,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
 from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
@@ -31,7 +32,7 @@ from rshape_fast.decoding.rows import Counted
 from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
 from rshape_fast.decoding.value_head import load_value_head
 from rshape_fast.errors import NonFiniteError, ParameterError
-from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+from rshape_fast.models import LanguageModel
 from rshape_fast.perturbations import perturb_rewards
 from rshape_fast.shaping import fuse_and_select, topk
 
@@ -107,36 +108,43 @@ class ArgsChooser:
 
     The candidates' probabilities for the SRS threshold are the softmax of their logits
     (docs/algorithms.md §2.4). The reward scorer is the cached one when the reward model
-    allows it (`path` says which ran).
+    allows it (`path` says which ran). Rewards are divided by `options.reward_scale` (a
+    number by now: `generate` resolves "auto") before they are perturbed and shaped.
     """
 
     def __init__(
         self,
         lm: LanguageModel,
-        rm: RewardModel | TextRewardModel,
+        rm: Reward,
         prompts: list[str],
         options: DecodingOptions,
     ) -> None:
         self.options = options
+        self.ensemble = rm if isinstance(rm, RewardEnsemble) else None
         self.scorer = candidate_scorer(rm, lm, prompts)
         self.counters: Counted | None = self.scorer
         self.path: str | None = self.scorer.path
 
-    def choose(
+    def fuse(
         self, meta: StepMetadata, logits: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Top-k ids `[rows, k]`, their fused scores `[rows, k]` and each row's choice."""
         opts = self.options
         with meta.timer.phase("select"):
             values, ids = top_candidates(logits, opts.k)
         with meta.timer.phase("rm"):
             rewards = self.scorer.score(ids)
         with meta.timer.phase("select"):
+            if self.ensemble is not None:
+                rewards = self.ensemble.combine_candidates(rewards, values)
+            if opts.reward_scale is not None:
+                rewards = rewards / np.float32(opts.reward_scale)
             if opts.perturbation != "none":
                 noise_seeds = row_seeds(opts.seed, [(*key, 1) for key in meta.row_keys])
                 rewards = perturb_rewards(
                     rewards, opts.perturbation, noise_seeds, noise_variance=opts.noise_variance
                 )
-            chosen, _ = fuse_and_select(
+            chosen, fused = fuse_and_select(
                 values,
                 rewards,
                 weight=opts.weight,
@@ -145,10 +153,16 @@ class ArgsChooser:
                 greedy=opts.greedy,
                 temperature=opts.temperature,
                 seed=meta.seeds,
-                **opts.shaping_kwargs(),
+                params=opts.shape_params,
             )
-            tokens = ids.gather(1, torch.from_numpy(chosen).to(ids.device).view(-1, 1))
-            tokens = tokens.view(-1).cpu()
+        return ids, fused, np.asarray(chosen)
+
+    def choose(
+        self, meta: StepMetadata, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ids, _, chosen = self.fuse(meta, logits)
+        tokens = ids.gather(1, torch.from_numpy(chosen).to(ids.device).view(-1, 1))
+        tokens = tokens.view(-1).cpu()
         self.scorer.commit(tokens)
         return tokens, None
 

@@ -6,12 +6,22 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rshape_fast._core import SCHEMES
+import numpy as np
+
+from rshape_fast._core import SCHEMES, ShapeParams
 from rshape_fast.decoding.registry import METHODS
 from rshape_fast.errors import ParameterError
 
 SHAPINGS: tuple[str, ...] = tuple(SCHEMES)
 PERTURBATIONS = ("none", "noise", "random", "reversed")
+#: How several reward models combine into one steering reward (decoding/ensemble.py).
+ENSEMBLE_MODES = ("mean", "min", "uwo", "logsigmoid")
+
+# The shaping knobs' defaults are the core's (docs/algorithms.md §2.3); read them once.
+_SHAPE = ShapeParams()
+# The sequence-level caps (best-of-N samples, segments): B_eff = min(B, 2·spread),
+# γ = e^{min(B/β, 2)}, no cap on γ itself (docs/algorithms.md §2.3).
+SEQUENCE_CAPS: dict[str, Any] = {"spread_ratio": 2.0, "max_weight": None, "max_exponent": 2.0}
 
 
 def _check(condition: bool, arg: str, message: str) -> None:
@@ -21,6 +31,10 @@ def _check(condition: bool, arg: str, message: str) -> None:
 
 def _finite(value: float) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _positive(value: float) -> bool:
+    return _finite(value) and value > 0
 
 
 @dataclass(frozen=True)
@@ -34,13 +48,13 @@ class DecodingOptions:
     shaping: str = "srs"
     k: int = 10
     weight: float = 0.5
-    bound: float = 12.0
-    alpha: float = 1.5
+    bound: float = _SHAPE.bound
+    alpha: float = _SHAPE.alpha
     beta: float | None = None
-    spread_ratio: float = 1.01
-    max_weight: float | None = 2.0
-    max_exponent: float | None = None
-    cap: float = 1.0
+    spread_ratio: float = _SHAPE.spread_ratio
+    max_weight: float | None = _SHAPE.max_weight
+    max_exponent: float | None = _SHAPE.max_exponent
+    cap: float = _SHAPE.cap
     perturbation: str = "none"
     noise_variance: float = 1.0
     greedy: bool = True
@@ -67,6 +81,12 @@ class DecodingOptions:
     beam_width: int = 2
     # Controlled decoding (cd): a value head saved by `rshape cd-train`.
     value_head: str | None = None
+    # Several reward models (`rm=[...]`): how they combine, and uwo's variance weight.
+    ensemble: str = "mean"
+    uwo_weight: float = 1.0
+    # Rewards are divided by this before shaping (decoding/calibration.py): None (the
+    # paper's semantics), a number, or "auto" (estimated from base decoding).
+    reward_scale: float | str | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -85,21 +105,32 @@ class DecodingOptions:
         _check(
             isinstance(self.k, int) and self.k >= 1, "k", f"must be an integer >= 1, got {self.k!r}"
         )
-        for name in ("weight", "bound", "alpha", "spread_ratio", "cap", "noise_variance"):
+        _check(
+            self.ensemble in ENSEMBLE_MODES,
+            "ensemble",
+            f"unknown mode {self.ensemble!r}; one of {ENSEMBLE_MODES}",
+        )
+        scale = self.reward_scale
+        _check(
+            scale is None
+            or scale == "auto"
+            or (isinstance(scale, float | int) and _positive(scale)),
+            "reward_scale",
+            f"must be None, 'auto' or a finite number > 0, got {scale!r}",
+        )
+        for name in ("weight", "noise_variance", "uwo_weight"):
             value = getattr(self, name)
             _check(_finite(value) and value >= 0, name, f"must be finite and >= 0, got {value!r}")
-        for name in ("beta", "max_weight", "max_exponent"):
+        for name in ("bound", "alpha", "beta", "spread_ratio", "max_weight", "max_exponent", "cap"):
             value = getattr(self, name)
+            optional = name in ("beta", "max_weight", "max_exponent")
             _check(
-                value is None or (_finite(value) and value > 0),
+                _finite(value) or (optional and value is None),
                 name,
-                f"must be None or finite and > 0, got {value!r}",
+                f"must be a finite number{' or None' if optional else ''}, got {value!r}",
             )
-        _check(
-            self.max_weight is None or self.max_weight >= 1,
-            "max_weight",
-            f"the SRS weight is >= 1, so its cap must be too, got {self.max_weight!r}",
-        )
+        # The core checks the shaping knobs' ranges (one rule for kernels and decoders).
+        self.shape_params  # noqa: B018
         _check(
             _finite(self.temperature) and self.temperature > 0,
             "temperature",
@@ -195,17 +226,29 @@ class DecodingOptions:
         # With λ = 0 the shaped reward is multiplied by 0, so any finite β gives the same run.
         return 1.0 / self.weight if self.weight > 0 else 1.0
 
-    def shaping_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the Rust shaping kernels for this run."""
-        return {
-            "bound": self.bound,
-            "beta": self.shaping_beta,
-            "alpha": self.alpha,
-            "spread_ratio": self.spread_ratio,
-            "max_weight": self.max_weight,
-            "max_exponent": self.max_exponent,
-            "cap": self.cap,
-        }
+    @property
+    def shape_params(self) -> ShapeParams:
+        """The shaping knobs of a token-level candidate set (validated by the core)."""
+        return ShapeParams(
+            bound=self.bound,
+            beta=self.shaping_beta,
+            alpha=self.alpha,
+            spread_ratio=self.spread_ratio,
+            max_weight=self.max_weight,
+            max_exponent=self.max_exponent,
+            cap=self.cap,
+        )
+
+    @property
+    def sequence_shape_params(self) -> ShapeParams:
+        """The run's B, β, α and cap with the sequence-level caps, for sets of sampled
+        responses or segments (the token-level `spread_ratio`/`max_weight` do not apply)."""
+        return self.shape_params.replace(**SEQUENCE_CAPS)
+
+    @property
+    def sequence_weight(self) -> float:
+        """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (docs/algorithms.md §2.3)."""
+        return float(np.exp(min(self.bound / self.shaping_beta, SEQUENCE_CAPS["max_exponent"])))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

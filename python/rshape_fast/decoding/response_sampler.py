@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
 from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
@@ -37,7 +38,7 @@ from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.decoding.rows import FINAL_REASONS, StopRule
 from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
 from rshape_fast.errors import InvalidInputError, ParameterError
-from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+from rshape_fast.models import LanguageModel, RewardModel
 
 
 @dataclass
@@ -87,9 +88,7 @@ def sample_output(sample: Sample, reward: float, cost: Cost, extras: dict[str, A
     )
 
 
-def require_reward_model(
-    rm: RewardModel | TextRewardModel | None, method: str
-) -> RewardModel | TextRewardModel:
+def require_reward_model(rm: Reward | None, method: str) -> Reward:
     """The steering reward, or a clear error when the method is run without one."""
     if rm is None:
         raise ParameterError(f"rm: method {method!r} needs a reward model")
@@ -97,7 +96,7 @@ def require_reward_model(
 
 
 def score_texts(
-    rm: RewardModel | TextRewardModel,
+    rm: Reward,
     prompts: Sequence[str],
     owners: Sequence[int],
     texts: Sequence[str],
@@ -108,22 +107,28 @@ def score_texts(
 
     Charges each owner one reward call and the tokens of its scored texts. Reward models
     tokenise the formatted pair exactly as `RewardModel.score` does, so the counts are the
-    model's real input sizes; plain text scorers have no tokens to count.
+    model's real input sizes; plain text scorers have no tokens to count. An ensemble
+    scores with every member and combines per owner (its texts are one candidate set).
     """
     if not texts:
         return np.zeros(0, dtype=np.float32)
     pair_prompts = [prompts[o] for o in owners]
+    members = rm.members if isinstance(rm, RewardEnsemble) else [rm]
+    scores = []
     with timer.phase("rm"):
-        if isinstance(rm, RewardModel):
-            ids = [rm.encode_pair(p, t) for p, t in zip(pair_prompts, texts, strict=True)]
-            scores = rm.score_ids(ids)
-            for owner, seq in zip(owners, ids, strict=True):
-                costs[owner].rm_tokens += len(seq)
-        else:
-            scores = rm.score(pair_prompts, list(texts))
+        for member in members:
+            if isinstance(member, RewardModel):
+                ids = [member.encode_pair(p, t) for p, t in zip(pair_prompts, texts, strict=True)]
+                scores.append(member.score_ids(ids))
+                for owner, seq in zip(owners, ids, strict=True):
+                    costs[owner].rm_tokens += len(seq)
+            else:
+                scores.append(member.score(pair_prompts, list(texts)))
     for owner in set(owners):
-        costs[owner].rm_calls += 1
-    return np.asarray(scores, dtype=np.float32)
+        costs[owner].rm_calls += len(members)
+    if isinstance(rm, RewardEnsemble):
+        return rm.combine(np.stack(scores), sets=np.asarray(owners))
+    return np.asarray(scores[0], dtype=np.float32)
 
 
 def next_token_entropy(logits: torch.Tensor) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import TypeGuard
 import numpy as np
 import torch
 
+from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
 from rshape_fast.errors import InvalidInputError, ModelError, NonFiniteError
 from rshape_fast.kv_batch import KVBatch
 from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
@@ -202,23 +203,59 @@ class PartialResponseScorer:
         return rewards, [a - b for a, b in zip(self.scorer.tokens, before, strict=True)]
 
 
-def cache_refusal(rm: RewardModel | TextRewardModel, lm: LanguageModel) -> str | None:
+class EnsembleCandidateScorer:
+    """Candidate rewards of every member of a `RewardEnsemble`, each from its own scorer
+    (a cached member keeps its own KV cache). `score` returns `[M, rows, k]`; the chooser
+    combines them, since `logsigmoid` needs the candidates' base probabilities."""
+
+    def __init__(self, ensemble: RewardEnsemble, lm: LanguageModel, prompts: Sequence[str]):
+        self.scorers: list[CandidateScorer] = [
+            candidate_scorer(m, lm, prompts) for m in ensemble.members
+        ]
+        self.path: str = "+".join(s.path for s in self.scorers)
+
+    @property
+    def calls(self) -> int:
+        return sum(s.calls for s in self.scorers)
+
+    @property
+    def tokens(self) -> list[int]:
+        return [sum(t) for t in zip(*(s.tokens for s in self.scorers), strict=True)]
+
+    def commit(self, tokens: torch.Tensor) -> None:
+        for scorer in self.scorers:
+            scorer.commit(tokens)
+
+    def select(self, rows: torch.Tensor | list[int]) -> None:
+        for scorer in self.scorers:
+            scorer.select(rows)
+
+    def score(self, candidates: torch.Tensor) -> np.ndarray:
+        return np.stack([s.score(candidates) for s in self.scorers])
+
+
+def cache_refusal(rm: Reward, lm: LanguageModel) -> str | None:
     """Why the reward model cannot score the LM's token ids from a prefix KV cache, or None
     when it can. Devices do not matter: the cached scorer moves ids to the reward model."""
+    if isinstance(rm, RewardEnsemble):
+        return "an ensemble scores through its members"
     if not isinstance(rm, RewardModel):
         return f"{rm!r} scores text, not token ids"
     return rm.cache_refusal(lm.tokenizer)
 
 
-def shares_cache(rm: RewardModel | TextRewardModel, lm: LanguageModel) -> TypeGuard[RewardModel]:
+def shares_cache(rm: Reward, lm: LanguageModel) -> TypeGuard[RewardModel]:
     """Whether the reward model can score the LM's token ids from a prefix KV cache."""
     return cache_refusal(rm, lm) is None
 
 
-def candidate_scorer(
-    rm: RewardModel | TextRewardModel, lm: LanguageModel, prompts: Sequence[str]
-) -> CachedCandidateScorer | TextCandidateScorer:
+CandidateScorer = CachedCandidateScorer | TextCandidateScorer | EnsembleCandidateScorer
+
+
+def candidate_scorer(rm: Reward, lm: LanguageModel, prompts: Sequence[str]) -> CandidateScorer:
     """The fastest exact scorer the reward model allows; its `path` says which one ran."""
+    if isinstance(rm, RewardEnsemble):
+        return EnsembleCandidateScorer(rm, lm, prompts)
     if shares_cache(rm, lm):
         return CachedCandidateScorer(rm, prompts)
     return TextCandidateScorer(rm, lm, prompts)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from rshape_fast._core import SegmentBeam
-from rshape_fast.decoding.best_of_n import sequence_shaping_kwargs, sequence_weight
+from rshape_fast.decoding.ensemble import Reward
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.response_sampler import (
@@ -32,7 +32,7 @@ from rshape_fast.decoding.response_sampler import (
     score_texts,
 )
 from rshape_fast.decoding.results import Cost, RowOutput
-from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+from rshape_fast.models import LanguageModel
 from rshape_fast.shaping import shape_rewards, stackelberg_threshold
 
 
@@ -65,7 +65,7 @@ def _draw_segments(
 
 def run_segment(
     lm: LanguageModel,
-    rm: RewardModel | TextRewardModel | None,
+    rm: Reward | None,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,
@@ -86,7 +86,7 @@ def run_segment(
     timer = PhaseTimer()
     costs = [Cost() for _ in prompts]
     prompt_ids = encode_prompts(lm, prompts, options)
-    gamma = sequence_weight(options)
+    gamma = options.sequence_weight
     responses: list[list[int]] = [[] for _ in prompts]
     final: list[Sample | None] = [None] * len(prompts)
     segments: list[list[str]] = [[] for _ in prompts]
@@ -168,7 +168,7 @@ def _sequence_hash(sample: Sample) -> int:
 
 def run_segment_beam(
     lm: LanguageModel,
-    rm: RewardModel | TextRewardModel | None,
+    rm: Reward | None,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,
@@ -188,7 +188,7 @@ def run_segment_beam(
     timer = PhaseTimer()
     costs = [Cost() for _ in prompts]
     prompt_ids = encode_prompts(lm, prompts, options)
-    shaping = sequence_shaping_kwargs(options)
+    shaping = options.sequence_shape_params
     beam = SegmentBeam(len(prompts), options.beam_width)
     by_serial: dict[int, tuple[Sample, float]] = {}
     # Live members in the order of the last `keep`: (owner, response prefix, rank in prompt).
@@ -209,11 +209,8 @@ def run_segment_beam(
             shaped = np.empty_like(raw)
             for pos in np.unique(owners):
                 rows = np.flatnonzero(owners == pos)
-                shaped[rows] = shape_rewards(
-                    raw[rows],
-                    scheme=options.shaping,
-                    **shaping,
-                )
+                calibrated = raw[rows] / np.float32(options.reward_scale or 1.0)
+                shaped[rows] = shape_rewards(calibrated, scheme=options.shaping, params=shaping)
             parent = np.repeat(
                 np.array(parents_of_members, dtype=np.int64), options.segment_samples
             )

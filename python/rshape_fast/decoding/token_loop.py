@@ -19,6 +19,7 @@ from rshape_fast.decoding.choosers import (
     StepMetadata,
     ValueHeadChooser,
 )
+from rshape_fast.decoding.ensemble import Reward
 from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
@@ -26,7 +27,7 @@ from rshape_fast.decoding.results import RowOutput
 from rshape_fast.decoding.rows import Rows, StopRule
 from rshape_fast.decoding.token_draws import row_seeds
 from rshape_fast.errors import ParameterError
-from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+from rshape_fast.models import LanguageModel
 
 
 class TokenLoop:
@@ -39,7 +40,7 @@ class TokenLoop:
     def __init__(
         self,
         lm: LanguageModel,
-        rm: RewardModel | TextRewardModel | None,
+        rm: Reward | None,
         prompts: Sequence[str],
         keys: Sequence[int],
         options: DecodingOptions,
@@ -107,7 +108,7 @@ class TokenLoop:
 
 def run_token_level(
     lm: LanguageModel,
-    rm: RewardModel | TextRewardModel | None,
+    rm: Reward | None,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,

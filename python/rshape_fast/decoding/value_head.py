@@ -1,7 +1,7 @@
 """The value head of controlled decoding: a small MLP from an LM hidden state to a scalar.
 
 `V(h_t)` estimates the (shaped) final reward of a response from the LM's last-layer hidden
-state after token `t` (algorithms.md §4). It is saved as a folder holding
+state after token `t` (docs/algorithms.md §4). It is saved as a folder holding
 `value_head.safetensors` and `config.json` (hidden size, shaping, training knobs, LM name,
 metrics), so a decoder can check it belongs to the LM it is used with.
 """

@@ -1,0 +1,95 @@
+"""Reward-scale calibration: α and B mean the same for every reward model.
+
+SRS's α is in reward units and `B_eff` follows the spread of the candidates' rewards
+(docs/algorithms.md §2.3), so "α = 1.5" means something different for each reward model.
+`reward_scale` divides every reward by a scale before it is shaped:
+
+- `None`: no calibration, exactly the paper's semantics (what matches the authors' code);
+- a number: that scale;
+- `"auto"`: the scale is estimated once per (LM, reward model, k) from base-model decoding:
+  greedy steps on a few bundled train prompts, the standard deviation of each step's k
+  candidate rewards, and their median over steps and prompts.
+
+The estimate is equivariant: a reward `a·r + b` (a > 0) gets the scale `a·s`, so every
+scheme sees the same calibrated candidates up to a per-set shift, which no scheme is moved
+by. The scale used is recorded in every result (`extras["reward_scale"]`).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import torch
+
+from rshape_fast.decoding.choosers import top_candidates
+from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
+from rshape_fast.decoding.lm_state import LMState
+from rshape_fast.decoding.options import DecodingOptions
+from rshape_fast.decoding.reward_scorers import candidate_scorer
+from rshape_fast.errors import NonFiniteError
+from rshape_fast.models import LanguageModel
+
+#: Train prompts and greedy steps the `"auto"` estimate looks at.
+CALIBRATION_PROMPTS = 8
+CALIBRATION_STEPS = 8
+
+# reward -> {(LM, k): scale}: a run estimates once, whatever its batches and grid points;
+# weak keys, so a cached estimate never keeps a model alive.
+_ESTIMATES: weakref.WeakKeyDictionary[object, dict[tuple[int, int], float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def estimate_reward_scale(
+    lm: LanguageModel,
+    reward: Reward,
+    prompts: list[str],
+    *,
+    k: int,
+    steps: int = CALIBRATION_STEPS,
+    chat_template: bool = True,
+) -> float:
+    """The median over steps and prompts of the standard deviation of the k candidate
+    rewards, along greedy base decoding of `prompts` for `steps` steps."""
+    state = LMState(lm, [lm.encode(p, chat_template=chat_template) for p in prompts])
+    scorer = candidate_scorer(reward, lm, prompts)
+    (logits,) = state.prefill()
+    spreads: list[np.ndarray] = []
+    for _ in range(steps):
+        values, ids = top_candidates(logits, k)
+        rewards = scorer.score(ids)
+        if isinstance(reward, RewardEnsemble):
+            rewards = reward.combine_candidates(rewards, values)
+        spreads.append(np.asarray(rewards, dtype=np.float64).std(-1))
+        tokens = torch.from_numpy(np.ascontiguousarray(ids[:, 0].cpu().numpy()))
+        scorer.commit(tokens)
+        (logits,) = state.advance(tokens)
+    scale = float(np.median(np.concatenate(spreads)))
+    if not (np.isfinite(scale) and scale > 0):
+        raise NonFiniteError(
+            f"reward_scale='auto': the candidates' rewards do not vary (scale {scale}); give "
+            "a number instead"
+        )
+    return scale
+
+
+def resolve_reward_scale(
+    options: DecodingOptions, lm: LanguageModel, reward: Reward | None
+) -> float | None:
+    """The scale rewards are divided by in this run (None: not calibrated)."""
+    if options.reward_scale is None or reward is None:
+        return None
+    if options.reward_scale != "auto":
+        return float(options.reward_scale)
+    known = _ESTIMATES.setdefault(reward, {})
+    # The LM is alive while `reward` is in use with it, so its id cannot be reused meanwhile.
+    key = (id(lm), options.k)
+    if key not in known:
+        from rshape_fast.prompts import load_prompts
+
+        train = [p.text for p in load_prompts(split="train", limit=CALIBRATION_PROMPTS)]
+        known[key] = estimate_reward_scale(
+            lm, reward, train, k=options.k, chat_template=options.chat_template
+        )
+    return known[key]
