@@ -248,7 +248,8 @@ NEGATIVE = [
 def test_importing_eval_and_prompts_does_not_import_torch() -> None:
     code = (
         "import sys, rshape_fast, rshape_fast.eval, rshape_fast.prompts; "
-        "heavy = [m for m in ('torch', 'transformers', 'vaderSentiment') if m in sys.modules]; "
+        "heavy = ('torch', 'transformers', 'vaderSentiment', 'ray'); "
+        "heavy = [m for m in heavy if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -16,17 +16,13 @@ from typing import Any
 
 import pytest
 
+from eval_helpers import Crash, crash_on_row, save_tiny_models, token_ids
 from rshape_fast.eval.distributed import DistributedError, WorkersLostError
 from rshape_fast.eval.grid import EvalConfig
 from rshape_fast.eval.run_file import read_run
 from rshape_fast.eval.run_loop import RunSummary, run_eval
-from tiny_model_folders import save_tiny_models, token_ids
 
 PROMPTS = 6
-
-
-class Crash(RuntimeError):
-    """Raised from on_row to interrupt the driver in the middle of a run."""
 
 
 @pytest.fixture(scope="module")
@@ -135,16 +131,8 @@ def test_an_interrupted_driver_resumes_on_workers(
     ray_cluster: Any, config: EvalConfig, reference: dict, tmp_path: Path
 ) -> None:
     path = tmp_path / "run.jsonl"
-    rows = 0
-
-    def crash_on_third_row(row: dict[str, Any]) -> None:
-        nonlocal rows
-        rows += 1
-        if rows == 3:
-            raise Crash
-
     with pytest.raises(Crash):
-        run_eval(config, path, workers=2, progress=False, on_row=crash_on_third_row)
+        run_eval(config, path, workers=2, progress=False, on_row=crash_on_row(3))
     assert len(read_run(path).rows) == 3
     summary: RunSummary = run_eval(config, path, workers=2, progress=False)
     assert summary.reused == 3 and summary.generated == 2 * PROMPTS - 3

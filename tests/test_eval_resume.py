@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from eval_helpers import save_tiny_models, token_ids
 from rshape_fast.eval.grid import EvalConfig, expand_grid
 from rshape_fast.eval.run_file import read_run
 from rshape_fast.eval.run_loop import run_eval
-from tiny_model_folders import save_tiny_models, token_ids
 
 PROMPTS = 12
 KILL_AFTER_ROWS = 3

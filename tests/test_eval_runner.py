@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from eval_helpers import Crash, crash_on_row
 from rshape_fast.errors import InvalidInputError, ParameterError
 from rshape_fast.eval.grid import (
     EvalConfig,
@@ -33,10 +34,6 @@ from rshape_fast.eval.run_metrics import compute_metrics
 def word_count(texts: list[str]) -> list[float]:
     """A cheap, deterministic steering reward: the number of words."""
     return [float(len(t.split())) for t in texts]
-
-
-class Crash(RuntimeError):
-    """Raised from on_row to simulate a kill in the middle of a run."""
 
 
 # --------------------------------------------------------------------------- no models
@@ -202,16 +199,8 @@ def _pairs(path: Path) -> list[tuple[str, str]]:
 def test_interrupted_run_resumes_without_duplicates_or_loss(lm: Any, tmp_path: Path) -> None:
     config = _resume_config()
     path = tmp_path / "run.jsonl"
-    calls = 0
-
-    def crash_on_second_row(row: dict[str, Any]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise Crash
-
     with pytest.raises(Crash):
-        run_eval(config, path, lm=lm, rm=word_count, progress=False, on_row=crash_on_second_row)
+        run_eval(config, path, lm=lm, rm=word_count, progress=False, on_row=crash_on_row(2))
     first = read_run(path).rows
     assert len(first) == 2
 

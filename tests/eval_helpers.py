@@ -1,12 +1,34 @@
-"""The tiny random test models (conftest's ``tiny_lm``, ``tiny_rm``) saved as local model
-folders, so that a run config can name them (``EvalConfig(lm=..., rm=...)``) and another
-process (a killed ``rshape eval``, a Ray worker) can load them."""
+"""Helpers of the `rshape eval` tests: the tiny test models as folders, rows by pair, and
+a callback that interrupts a run.
+
+The tiny random test models (conftest's ``tiny_lm``, ``tiny_rm``) are saved as local model
+folders so that a run config can name them (``EvalConfig(lm=..., rm=...)``) and another
+process (a killed ``rshape eval``, a Ray worker) can load them.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+class Crash(RuntimeError):
+    """Raised from ``on_row`` to interrupt a run in the middle (the driver, not a worker)."""
+
+
+def crash_on_row(n: int) -> Callable[[dict[str, Any]], None]:
+    """An ``on_row`` callback that raises :class:`Crash` when the `n`-th row is written."""
+    written = 0
+
+    def on_row(row: dict[str, Any]) -> None:
+        nonlocal written
+        written += 1
+        if written == n:
+            raise Crash
+
+    return on_row
 
 
 def save_tiny_models(tiny_lm: Any, tiny_rm: Any, folder: Path) -> tuple[str, str]:
