@@ -61,14 +61,13 @@ def numpy_fuse_and_select(
     rewards: np.ndarray,
     *,
     weight: float,
-    bound: float = 12.0,
-    beta: float = 2.0,
-    alpha: float = 1.5,
-    spread_ratio: float = 1.01,
-    max_weight: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``fuse_and_select(scheme="srs")`` with softmax-of-base probabilities, greedy, in
-    numpy, vectorised over rows: the exact threshold from F at every breakpoint."""
+    numpy, vectorised over rows: the exact threshold from F at every breakpoint. The knobs
+    are those of ``ShapeParams()``, the token-level rule (a weight cap, no exponent cap)."""
+    knobs = rshape_fast.ShapeParams()
+    bound, beta, alpha = knobs.bound, knobs.beta, knobs.alpha
+    spread_ratio, max_weight = knobs.spread_ratio, knobs.max_weight
     b = base.astype(np.float64)
     r = rewards.astype(np.float64)
     p = np.exp(b - b.max(axis=1, keepdims=True))

@@ -1,6 +1,6 @@
 """Slow, obviously-correct numpy versions of the kernels, for the tests to compare against.
 
-Everything is float64, one row at a time, written straight from algorithms.md §2-3:
+Everything is float64, one row at a time, written straight from docs/algorithms.md §2-3:
 top-k by a stable argsort, the Stackelberg threshold by 60 bisection steps on
 ``F(m) = sum_i p_i w_i(m) (r_i - m)``, and every shaping scheme by its formula.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
+from rshape_fast import ShapeParams
 
 SCHEMES = ("raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard")
 
@@ -58,21 +60,14 @@ def sigmoid(x: Array) -> Array:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def srs_weight(
-    b_eff: float,
-    *,
-    bound: float,
-    beta: float,
-    max_weight: float | None,
-    max_exponent: float | None,
-) -> float:
+def srs_weight(b_eff: float, params: ShapeParams) -> float:
     """gamma = exp(B_eff / beta), or exp(min(B / beta, max_exponent)); capped at max_weight."""
-    if max_exponent is not None:
-        gamma = float(np.exp(min(bound / beta, max_exponent)))
+    if params.max_exponent is not None:
+        gamma = float(np.exp(min(params.bound / params.beta, params.max_exponent)))
     else:
-        gamma = float(np.exp(b_eff / beta))
-    if max_weight is not None:
-        gamma = min(gamma, max_weight)
+        gamma = float(np.exp(b_eff / params.beta))
+    if params.max_weight is not None:
+        gamma = min(gamma, params.max_weight)
     return gamma
 
 
@@ -81,19 +76,15 @@ def shape_row(
     *,
     scheme: str,
     probs: npt.ArrayLike | None = None,
-    bound: float = 12.0,
-    beta: float = 2.0,
-    alpha: float = 1.5,
-    spread_ratio: float = 1.01,
-    max_weight: float | None = 2.0,
-    max_exponent: float | None = None,
-    cap: float = 1.0,
+    params: ShapeParams | None = None,
 ) -> tuple[Array, float | None]:
-    """One row shaped by ``scheme``, and the threshold it used (None if it has none)."""
+    """One row shaped by ``scheme`` with the knobs of ``params`` (None: ``ShapeParams()``),
+    and the threshold it used (None if it has none)."""
+    p = ShapeParams() if params is None else params
     r = np.asarray(rewards, dtype=np.float64)
     lo, hi = float(r.min()), float(r.max())
     spread = hi - lo
-    b_eff = min(bound, spread_ratio * spread)
+    b_eff = min(p.bound, p.spread_ratio * spread)
     if scheme == "raw":
         return r.copy(), None
     if scheme == "meanstd":
@@ -103,19 +94,16 @@ def shape_row(
             return np.zeros_like(r), None
         return b_eff * (r - lo) / spread, None
     if scheme == "cap":
-        return np.clip(r - lo, 0.0, cap), None
+        return np.clip(r - lo, 0.0, p.cap), None
     if scheme == "meansoft":
         m = float(np.sum(normalised(probs, r.size) * r))
     elif scheme in ("srs", "srs_hard"):
-        gamma = srs_weight(
-            b_eff, bound=bound, beta=beta, max_weight=max_weight, max_exponent=max_exponent
-        )
-        m = threshold(r, probs, gamma)
+        m = threshold(r, probs, srs_weight(b_eff, p))
     else:
         raise ValueError(scheme)
     if scheme == "srs_hard":
         return b_eff * (r >= m), m
-    return b_eff * sigmoid(alpha * (r - m)), m
+    return b_eff * sigmoid(p.alpha * (r - m)), m
 
 
 def softmax(x: npt.ArrayLike) -> Array:
@@ -132,13 +120,13 @@ def fuse_row(
     scheme: str = "srs",
     probs: npt.ArrayLike | None = None,
     probs_from_base: bool = True,
-    **knobs: float | None,
+    params: ShapeParams | None = None,
 ) -> Array:
     """``base + weight * shaped`` for one row, probabilities chosen as fuse_and_select does."""
     b = np.asarray(base, dtype=np.float64)
     if probs is None and probs_from_base:
         probs = softmax(b)
-    shaped, _ = shape_row(rewards, scheme=scheme, probs=probs, **knobs)  # type: ignore[arg-type]
+    shaped, _ = shape_row(rewards, scheme=scheme, probs=probs, params=params)
     return b + weight * shaped
 
 

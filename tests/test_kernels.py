@@ -3,7 +3,9 @@ seeded sampling and every bad-input path."""
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -12,13 +14,14 @@ import reference as ref
 import rshape_fast
 from rshape_fast import (
     SCHEMES,
+    ShapeParams,
     _core,
     fuse_and_select,
     shape_rewards,
     stackelberg_threshold,
     topk,
 )
-from rshape_fast.errors import NonFiniteError, ParameterError, ShapeError
+from rshape_fast.errors import InputTypeError, NonFiniteError, ParameterError, ShapeError
 
 RNG = np.random.default_rng(20240601)
 
@@ -206,7 +209,7 @@ KNOB_SETS = [
 def assert_shaped_close(got: np.ndarray, r: np.ndarray, scheme: str, probs, knobs) -> None:
     for i in range(r.shape[0]):
         row_p = None if probs is None else probs[i]
-        want, m = ref.shape_row(r[i], scheme=scheme, probs=row_p, **knobs)
+        want, m = ref.shape_row(r[i], scheme=scheme, probs=row_p, params=ShapeParams(**knobs))
         scale = max(1.0, float(np.abs(want).max()))
         close = np.isclose(got[i], want, rtol=1e-5, atol=1e-5 * scale)
         if scheme == "srs_hard" and m is not None:
@@ -224,7 +227,7 @@ def test_shape_rewards_matches_reference(scheme: str, knobs: dict) -> None:
     r[2, :5] = r[2, 5:]  # ties
     p = RNG.random((6, 10)).astype(np.float32)
     for probs in (None, p):
-        got = shape_rewards(r, scheme=scheme, probs=probs, **knobs)
+        got = shape_rewards(r, scheme=scheme, probs=probs, params=ShapeParams(**knobs))
         assert got.dtype == np.float32 and got.shape == r.shape
         assert_shaped_close(got, r, scheme, probs, knobs)
 
@@ -268,7 +271,7 @@ def test_shape_rewards_bad_input() -> None:
     ]
     for name, value in bad_knobs:
         with pytest.raises(ParameterError, match=name):
-            shape_rewards(r, scheme="srs", **{name: value})
+            shape_rewards(r, scheme="srs", params=ShapeParams(**{name: value}))
     bad = r.copy()
     bad[0, 3] = np.nan
     with pytest.raises(NonFiniteError, match=r"rewards.*row 0, column 3"):
@@ -277,6 +280,99 @@ def test_shape_rewards_bad_input() -> None:
         shape_rewards(r, scheme="srs", probs=np.ones((2, 4)))
     with pytest.raises(ShapeError, match="rewards"):
         shape_rewards(np.zeros((0, 3)), scheme="srs")
+
+
+# --- shaping parameters ---------------------------------------------------------------
+
+
+def test_shape_params_defaults_are_the_token_level_args_setting() -> None:
+    p = ShapeParams()
+    assert p.to_dict() == {
+        "bound": 12.0,
+        "beta": 2.0,
+        "alpha": 1.5,
+        "spread_ratio": 1.01,
+        "max_weight": 2.0,
+        "max_exponent": None,
+        "cap": 1.0,
+    }
+    assert (p.bound, p.beta, p.alpha, p.spread_ratio) == (12.0, 2.0, 1.5, 1.01)
+    assert (p.max_weight, p.max_exponent, p.cap) == (2.0, None, 1.0)
+    assert rshape_fast.ShapeParams is ShapeParams and "ShapeParams" in rshape_fast.__all__
+
+
+def test_shape_params_none_means_no_cap_and_omitted_means_default() -> None:
+    cd = ShapeParams(max_weight=None, max_exponent=2.0, spread_ratio=2.0, bound=15.0, beta=0.667)
+    assert cd.max_weight is None and cd.max_exponent == 2.0
+    assert ShapeParams(alpha=3).max_weight == 2.0
+    assert cd.replace(max_weight=4.0, alpha=0.5).to_dict() == {
+        **cd.to_dict(),
+        "max_weight": 4.0,
+        "alpha": 0.5,
+    }
+    assert cd.replace() == cd and cd.replace(alpha=1.5) is not cd
+
+
+def test_shape_params_value_semantics() -> None:
+    p = ShapeParams(bound=3.0, max_weight=None, cap=0.25)
+    assert p == ShapeParams(**p.to_dict()) and p != ShapeParams()
+    assert p != p.to_dict()
+    assert hash(p) == hash(ShapeParams(bound=3, max_weight=None, cap=0.25))
+    assert len({p, ShapeParams(**p.to_dict()), ShapeParams()}) == 2
+    assert ShapeParams(alpha=-0.0) == ShapeParams(alpha=0.0)
+    assert hash(ShapeParams(alpha=-0.0)) == hash(ShapeParams(alpha=0.0))
+    assert eval(repr(p), {"ShapeParams": ShapeParams}) == p
+    assert repr(ShapeParams()).startswith("ShapeParams(bound=12.0, beta=2.0,")
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(p, protocol)) == p
+    assert copy.copy(p) == p and copy.deepcopy(p) == p
+    with pytest.raises(AttributeError):
+        p.bound = 1.0  # type: ignore[misc]
+
+
+def test_shape_params_bad_knobs() -> None:
+    for knobs in (
+        {"bound": -1.0},
+        {"beta": 0.0},
+        {"max_weight": 0.5},
+        {"max_exponent": float("nan")},
+        {"bound": None},
+        {"alpha": "x"},
+    ):
+        name = next(iter(knobs))
+        with pytest.raises(ParameterError, match=f"^{name}:"):
+            ShapeParams(**knobs)  # type: ignore[arg-type]
+        with pytest.raises(ParameterError, match=f"^{name}:"):
+            ShapeParams().replace(**knobs)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="bogus"):
+        ShapeParams(bogus=1.0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        ShapeParams(12.0)  # type: ignore[misc]
+
+
+def test_kernels_take_shape_params_or_none() -> None:
+    r = logits(3, 6)
+    base = logits(3, 6)
+    for scheme in SCHEMES:
+        np.testing.assert_array_equal(
+            shape_rewards(r, scheme=scheme, params=ShapeParams()), shape_rewards(r, scheme=scheme)
+        )
+    capless = ShapeParams(max_weight=None, bound=30.0, spread_ratio=5.0)
+    want, _ = ref.shape_row(r[0], scheme="srs", params=capless)
+    assert not np.allclose(want, ref.shape_row(r[0], scheme="srs")[0])
+    np.testing.assert_allclose(
+        shape_rewards(r, scheme="srs", params=capless)[0], want, rtol=1e-5, atol=1e-5
+    )
+    _, fused = fuse_and_select(base, r, weight=1.0, params=capless)
+    for i in range(3):
+        np.testing.assert_allclose(
+            fused[i], ref.fuse_row(base[i], r[i], weight=1.0, params=capless), rtol=1e-5, atol=1e-4
+        )
+    for bad in ({"bound": 1.0}, 1.0, "srs"):
+        with pytest.raises(InputTypeError, match=r"^params:"):
+            shape_rewards(r, scheme="srs", params=bad)  # type: ignore[arg-type]
+        with pytest.raises(InputTypeError, match=r"^params:"):
+            fuse_and_select(base, r, weight=1.0, params=bad)  # type: ignore[arg-type]
 
 
 # --- fuse and select ------------------------------------------------------------------
@@ -431,7 +527,7 @@ def test_fuse_and_select_bad_input() -> None:
     with pytest.raises(ParameterError, match="scheme"):
         fuse_and_select(base, rewards, weight=1.0, scheme="bogus")
     with pytest.raises(ParameterError, match="beta"):
-        fuse_and_select(base, rewards, weight=1.0, beta=-2.0)
+        fuse_and_select(base, rewards, weight=1.0, params=ShapeParams(beta=-2.0))
     sample = {"weight": 1.0, "greedy": False}
     for seed in (-1, 2**64, 1.5, "seed", [1.5, 2.5], np.array([-1, 2])):
         with pytest.raises(ParameterError, match="seed"):
@@ -473,7 +569,7 @@ def test_sample_tokens_torch_twin_draws_the_same_tokens(
     temperature: float, top_k: int | None, top_p: float | None
 ) -> None:
     torch = pytest.importorskip("torch")
-    from rshape_fast.decoding.sampling import sample_tokens_torch
+    from rshape_fast.decoding.token_draws import sample_tokens_torch
 
     x = logits(64, 49152)
     u = RNG.random(64)
@@ -537,6 +633,8 @@ def test_errors_are_value_errors_and_exports() -> None:
     assert issubclass(NonFiniteError, ValueError)
     assert issubclass(ParameterError, ValueError)
     assert SCHEMES == ("raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard")
+    assert SCHEMES is _core.SCHEMES
+    assert issubclass(InputTypeError, ValueError) and issubclass(InputTypeError, TypeError)
     for name in ("topk", "stackelberg_threshold", "shape_rewards", "fuse_and_select", "SCHEMES"):
         assert name in rshape_fast.__all__
         assert getattr(rshape_fast, name).__doc__ or name == "SCHEMES"

@@ -108,10 +108,17 @@ class RefBeam:
         return keep, serials
 
 
+def live_counts(beam: SegmentBeam) -> list[int]:
+    """Live (unfinished) members per prompt, read from the members themselves."""
+    return [
+        sum(not finished for _, _, finished in beam.members(p)) for p in range(beam.num_prompts)
+    ]
+
+
 def assert_beam_matches(beam: SegmentBeam, ref: RefBeam) -> None:
     assert beam.submitted == ref.submitted
     counts = [sum(not m[2] for m in ms) for ms in ref.members]
-    np.testing.assert_array_equal(beam.live_counts(), counts)
+    assert live_counts(beam) == counts
     assert beam.done == (not ref.live_prompt)
     for p in range(ref.num_prompts):
         assert beam.members(p) == [(s, sc, f) for s, sc, f, _ in ref.members[p]]
@@ -139,7 +146,7 @@ def test_beam_hand_computed_two_prompts():
     assert serials.tolist() == [0, 1, 2, 3, 4]
     assert beam.members(0) == [(2, 0.75, False), (1, 0.25, False)]
     assert beam.members(1) == [(4, 0.375, True), (3, 0.125, False)]
-    assert beam.live_counts().tolist() == [2, 1]
+    assert live_counts(beam) == [2, 1]
     assert not beam.done
 
     # Parents are positions in the previous keep: 0, 1 -> prompt 0; 2 -> prompt 1.
@@ -162,7 +169,7 @@ def test_beam_hand_computed_two_prompts():
     keep, _ = beam.step([0], [0], [0.0], [True], [15])
     assert keep.tolist() == []
     assert beam.done
-    assert beam.live_counts().tolist() == [0, 0]
+    assert live_counts(beam) == [0, 0]
     assert [m[0] for m in beam.members(0)] == [5, 9]
 
 
@@ -355,18 +362,6 @@ def test_beam_members_out_of_range(prompt):
 # ---------------------------------------------------------------------- StreamingBestOfN
 
 
-def splitmix64_uniforms(seed: int):
-    """The generator soft_pick documents (SplitMix64, top 53 bits), written out again."""
-    mask = 2**64 - 1
-    state = seed
-    while True:
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        yield ((z ^ (z >> 31)) >> 11) * 2.0**-53
-
-
 @dataclass
 class RefBestOfN:
     num_prompts: int
@@ -432,26 +427,6 @@ class RefBestOfN:
             out.append((-1, NAN) if best is None else (best, self.scores[best]))
         return out
 
-    def soft_pick(self, weight, seed):
-        uniforms = splitmix64_uniforms(seed)
-        picks = []
-        for p in range(self.num_prompts):
-            u = next(uniforms)
-            done = self.finished_ids(p)
-            if not done:
-                picks.append(-1)
-                continue
-            top = max(self.scores[i] for i in done)
-            weights = [math.exp(weight * (self.scores[i] - top)) for i in done]
-            target, running, pick = u * sum(weights), 0.0, done[-1]
-            for i, w in zip(done, weights, strict=True):
-                running += w
-                if running > target:
-                    pick = i
-                    break
-            picks.append(pick)
-        return picks
-
 
 def assert_bon_matches(state: StreamingBestOfN, ref: RefBestOfN) -> None:
     shape = (ref.num_prompts, ref.n)
@@ -512,7 +487,7 @@ def bon_runs(draw):
     ref = RefBestOfN(num_prompts, n)
     ops = []
     for _ in range(draw(st.integers(1, 10))):
-        kind = draw(st.sampled_from(["record", "record", "prune", "pick"]))
+        kind = draw(st.sampled_from(["record", "record", "prune"]))
         if kind == "record":
             live = [i for i, s in enumerate(ref.status) if s == "live"]
             ids = draw(st.lists(st.sampled_from(live), unique=True)) if live else []
@@ -537,15 +512,13 @@ def bon_runs(draw):
                 ref.record(ids, scores, finished)
             except Expected:
                 pass
-        elif kind == "prune":
+        else:
             f = draw(st.sampled_from([0.0, 0.25, 0.5, 0.7, 0.9, 0.999, -0.5, 1.0]))
             op = ("prune", f)
             try:
                 ref.prune(f)
             except Expected:
                 pass
-        else:
-            op = ("pick", draw(st.sampled_from([0.0, 0.5, 2.0])), draw(st.integers(0, 2**64 - 1)))
         ops.append(op)
     return num_prompts, n, ops
 
@@ -567,7 +540,7 @@ def test_bon_matches_reference_model(run):
                     state.record(*args)
             else:
                 state.record(*args)
-        elif op[0] == "prune":
+        else:
             try:
                 want = ref.prune(op[1])
             except Expected as expected:
@@ -575,39 +548,7 @@ def test_bon_matches_reference_model(run):
                     state.prune(reject_fraction=op[1])
             else:
                 assert state.prune(reject_fraction=op[1]).tolist() == want
-        else:
-            _, weight, seed = op
-            assert state.soft_pick(weight=weight, seed=seed).tolist() == ref.soft_pick(weight, seed)
         assert_bon_matches(state, ref)
-
-
-def test_soft_pick_is_deterministic_and_per_prompt():
-    state = StreamingBestOfN(3, 3)
-    state.record([0, 1, 2, 6], [1.0, 2.0, 1.5, 0.0], [True, True, True, True])
-    picks = [state.soft_pick(seed=seed).tolist() for seed in range(200)]
-    assert picks == [state.soft_pick(seed=seed).tolist() for seed in range(200)]
-    assert all(p[1] == -1 and p[2] == 6 for p in picks)
-    assert {p[0] for p in picks} == {0, 1, 2}
-    # Finishing a candidate of another prompt does not move prompt 0's draws.
-    state.record([3], [9.0], [True])
-    assert [state.soft_pick(seed=seed).tolist()[0] for seed in range(200)] == [p[0] for p in picks]
-
-
-@pytest.mark.parametrize("weight", [0.0, 0.7, 2.0])
-def test_soft_pick_frequencies_follow_exp_weight_score(weight):
-    state = StreamingBestOfN(2, 4)
-    scores = np.array([1000.0, 1001.0, 5000.0, 999.5], np.float32)
-    # Candidate 2 stays live: a huge live score must neither be drawn nor shift the weights.
-    state.record([0, 1, 2, 3, 4, 5], [*scores, 0.0, 1.0], [True, True, False, True, True, True])
-    draws = 20_000
-    picks = np.array([state.soft_pick(weight=weight, seed=s) for s in range(draws)])
-    for p, ids, vals in [(0, [0, 1, 3], scores[[0, 1, 3]]), (1, [4, 5], np.array([0.0, 1.0]))]:
-        logits = weight * (vals.astype(np.float64) - vals.max())
-        probs = np.exp(logits) / np.exp(logits).sum()
-        counts = np.array([(picks[:, p] == i).sum() for i in ids])
-        assert counts.sum() == draws
-        tolerance = 5 * np.sqrt(probs * (1 - probs) / draws)
-        np.testing.assert_array_less(np.abs(counts / draws - probs), tolerance + 1e-12)
 
 
 @pytest.mark.parametrize(
@@ -657,21 +598,6 @@ def test_bon_bad_reject_fraction(f):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "arg"),
-    [
-        ({"weight": -1.0}, "weight"),
-        ({"weight": NAN}, "weight"),
-        ({"weight": math.inf}, "weight"),
-        ({"seed": -1}, "seed"),
-        ({"seed": 2**64}, "seed"),
-    ],
-)
-def test_bon_bad_soft_pick_knobs(kwargs, arg):
-    with pytest.raises(ParameterError, match=f"^{arg}:"):
-        StreamingBestOfN(1, 2).soft_pick(**kwargs)
-
-
-@pytest.mark.parametrize(
     ("num_prompts", "n", "arg"),
     [(0, 1, "num_prompts"), (-1, 1, "num_prompts"), (1, 0, "n"), (1, -4, "n")],
 )
@@ -684,8 +610,6 @@ def test_knobs_are_keyword_only():
     state = StreamingBestOfN(1, 1)
     with pytest.raises(TypeError):
         state.prune(0.5)  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        state.soft_pick(1.0, 0)  # type: ignore[misc]
 
 
 def test_exports_docstrings_and_sizes():
@@ -699,12 +623,11 @@ def test_exports_docstrings_and_sizes():
         SegmentBeam.best_finished,
         StreamingBestOfN.record,
         StreamingBestOfN.prune,
-        StreamingBestOfN.soft_pick,
     ):
         assert method.__doc__
     beam, state = SegmentBeam(3, 2), StreamingBestOfN(2, 5)
     assert (beam.num_prompts, beam.width, beam.submitted) == (3, 2, 0)
-    assert beam.done and beam.live_counts().tolist() == [0, 0, 0]
+    assert beam.done and live_counts(beam) == [0, 0, 0]
     assert (state.num_prompts, state.n) == (2, 5)
     assert not state.done
     assert "SegmentBeam" in repr(beam) and "StreamingBestOfN" in repr(state)

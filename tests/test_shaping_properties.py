@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference as ref
-from rshape_fast import SCHEMES, fuse_and_select, shape_rewards, stackelberg_threshold, topk
+from rshape_fast import (
+    SCHEMES,
+    ShapeParams,
+    fuse_and_select,
+    shape_rewards,
+    stackelberg_threshold,
+    topk,
+)
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -85,13 +92,14 @@ def test_threshold_at_weight_one_is_the_weighted_mean(data):
 @given(reward_rows(), st.sampled_from(SCHEMES), st.floats(0.0, 20.0), st.floats(0.0, 5.0))
 def test_shaping_is_monotone_and_bounded(data, scheme, bound, alpha):
     rewards, probs = data
-    shaped = shape_rewards(rewards, scheme=scheme, probs=probs, bound=bound, alpha=alpha)
+    params = ShapeParams(bound=bound, alpha=alpha)
+    shaped = shape_rewards(rewards, scheme=scheme, probs=probs, params=params)
     for i, row in enumerate(rewards):
         order = np.argsort(row, kind="stable")
         steps = np.diff(shaped[i][order].astype(np.float64))
         assert np.all(steps >= -1e-6 * max(1.0, float(np.abs(shaped[i]).max())))
         if scheme in ("minmax", "meansoft", "srs", "srs_hard"):
-            b_eff = min(bound, 1.01 * spread(row))
+            b_eff = min(bound, params.spread_ratio * spread(row))
             assert np.all(shaped[i] >= 0)
             assert np.all(shaped[i] <= np.float32(b_eff) * (1 + 1e-6))
 

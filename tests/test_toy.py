@@ -1,4 +1,4 @@
-"""The paper's toy example (algorithms.md §2.1) computed with the package kernels."""
+"""The paper's toy example (docs/algorithms.md §2.1) computed with the package kernels."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from rshape_fast._core import SegmentBeam, StreamingBestOfN, __version__
+from rshape_fast._core import SegmentBeam, ShapeParams, StreamingBestOfN, __version__
 from rshape_fast.errors import (
     InvalidInputError,
     ModelError,
@@ -37,6 +37,7 @@ __all__ = [
     "RshapeError",
     "SegmentBeam",
     "ShapeError",
+    "ShapeParams",
     "StreamingBestOfN",
     "__version__",
     "fuse_and_select",

@@ -7,15 +7,17 @@ classes on bad input.
 
 from __future__ import annotations
 
-from typing import final
+from typing import TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack
 
-# PyO3 lists everything a module adds; SegmentBeam and StreamingBestOfN are stubbed below.
+# PyO3 lists everything a module adds; the classes are stubbed below.
 __all__ = [
     "SCHEMES",
     "SegmentBeam",
+    "ShapeParams",
     "StreamingBestOfN",
     "__version__",
     "fuse_and_select",
@@ -29,6 +31,50 @@ __version__: str
 
 #: The scheme names ``shape_rewards`` and ``fuse_and_select`` accept.
 SCHEMES: tuple[str, ...]
+
+class _Knobs(TypedDict, total=False):
+    """The keywords of ``ShapeParams`` and ``ShapeParams.replace``; a knob left out keeps
+    its value (the core's default, for the constructor)."""
+
+    bound: float
+    beta: float
+    alpha: float
+    spread_ratio: float
+    max_weight: float | None
+    max_exponent: float | None
+    cap: float
+
+@final
+class ShapeParams:
+    """The knobs of the reward transforms (docs/algorithms.md §2.3), validated on construction.
+
+    Keyword-only; a knob left out takes the core's default (the token-level ARGS setting,
+    shown by ``repr(ShapeParams())``); ``max_weight=None`` / ``max_exponent=None`` mean no
+    cap. Immutable, comparable, hashable and picklable.
+    """
+
+    def __new__(cls, **knobs: Unpack[_Knobs]) -> ShapeParams: ...
+    def replace(self, **changes: Unpack[_Knobs]) -> ShapeParams:
+        """A copy with the given knobs changed (validated like the constructor)."""
+    def to_dict(self) -> dict[str, float | None]:
+        """The knobs as a dict of the constructor's keywords."""
+    def __getnewargs_ex__(self) -> tuple[tuple[()], dict[str, float | None]]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    @property
+    def bound(self) -> float: ...
+    @property
+    def beta(self) -> float: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def spread_ratio(self) -> float: ...
+    @property
+    def max_weight(self) -> float | None: ...
+    @property
+    def max_exponent(self) -> float | None: ...
+    @property
+    def cap(self) -> float: ...
 
 def topk(
     logits: npt.NDArray[np.float32], k: int
@@ -57,15 +103,10 @@ def shape_rewards(
     *,
     scheme: str,
     probs: npt.NDArray[np.float32] | None = None,
-    bound: float = 12.0,
-    beta: float = 2.0,
-    alpha: float = 1.5,
-    spread_ratio: float = 1.01,
-    max_weight: float | None = 2.0,
-    max_exponent: float | None = None,
-    cap: float = 1.0,
+    params: ShapeParams | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Shape every row of float32 rewards ``[B, n]`` with ``scheme`` (one of ``SCHEMES``)."""
+    """Shape every row of float32 rewards ``[B, n]`` with ``scheme`` (one of ``SCHEMES``)
+    and the knobs of ``params`` (None is ``ShapeParams()``)."""
 
 def fuse_and_select(
     base_scores: npt.NDArray[np.float32],
@@ -78,13 +119,7 @@ def fuse_and_select(
     greedy: bool = True,
     temperature: float = 1.0,
     seed: int | npt.NDArray[np.uint64] | npt.NDArray[np.int64] | None = None,
-    bound: float = 12.0,
-    beta: float = 2.0,
-    alpha: float = 1.5,
-    spread_ratio: float = 1.01,
-    max_weight: float | None = 2.0,
-    max_exponent: float | None = None,
-    cap: float = 1.0,
+    params: ShapeParams | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Shape, fuse (``base + weight * shaped``) and pick one candidate per row, all rows at once.
 
@@ -133,7 +168,6 @@ class SegmentBeam:
         in ``keep`` are the next step's ``parent`` values. ``serials`` is aligned with the
         arrays.
         """
-    def live_counts(self) -> npt.NDArray[np.int64]: ...
     @property
     def done(self) -> bool: ...
     def best_finished(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
@@ -166,7 +200,6 @@ class StreamingBestOfN:
     def best_finished(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     @property
     def done(self) -> bool: ...
-    def soft_pick(self, *, weight: float = 1.0, seed: int = 0) -> npt.NDArray[np.int64]: ...
     @property
     def num_prompts(self) -> int: ...
     @property

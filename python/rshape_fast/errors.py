@@ -2,12 +2,14 @@
 
 They are defined once, here; the Rust extension raises these same classes (through a
 single conversion point in ``rust/py/src/errors.rs``), so ``except rshape_fast.errors.X``
-works whichever layer found the problem. Bad input is always a ``ValueError``.
+works whichever layer found the problem. Bad input is always a ``ValueError``; an argument
+of the wrong type or dtype is also a ``TypeError``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "InputTypeError",
     "InvalidInputError",
     "ModelError",
     "NonFiniteError",
@@ -35,6 +37,10 @@ class NonFiniteError(InvalidInputError):
 
 class ParameterError(InvalidInputError):
     """A scalar knob is out of range or unknown (``k`` > vocabulary, unknown scheme, ...)."""
+
+
+class InputTypeError(InvalidInputError, TypeError):
+    """An argument has the wrong type or dtype (float ids, a list where an array is needed)."""
 
 
 class ModelError(RshapeError):

@@ -1,4 +1,4 @@
-"""Robustness perturbations of rewards, applied before shaping (algorithms.md §3)."""
+"""Robustness perturbations of rewards, applied before shaping (docs/algorithms.md §3)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ done in Rust; bad input raises :class:`~rshape_fast.errors.ShapeError`,
 :class:`~rshape_fast.errors.NonFiniteError` or :class:`~rshape_fast.errors.ParameterError`
 (all ``ValueError``) with the offending argument named in the message.
 
-The math is that of ``algorithms.md`` §2-3: ``B_eff = min(bound, spread_ratio * (max r -
-min r))``, the SRS weight ``gamma = exp(B_eff / beta)`` (or ``exp(min(bound / beta,
-max_exponent))`` when ``max_exponent`` is given), capped at ``max_weight`` when that is
+The math is that of ``docs/algorithms.md`` §2-3, with the knobs of a
+:class:`~rshape_fast.ShapeParams` ``p``: ``B_eff = min(p.bound, p.spread_ratio * (max r -
+min r))``, the SRS weight ``gamma = exp(B_eff / p.beta)`` (or ``exp(min(p.bound / p.beta,
+p.max_exponent))`` when ``max_exponent`` is given), capped at ``p.max_weight`` when that is
 given, and the threshold ``m*`` the root of ``sum_i p_i w_i(m) (r_i - m)`` with
 ``w_i = gamma`` where ``r_i >= m`` else 1.
 """
@@ -23,18 +24,21 @@ import numpy as np
 import numpy.typing as npt
 
 from rshape_fast import _core
+from rshape_fast._core import ShapeParams
 
 __all__ = [
     "SCHEMES",
+    "ShapeParams",
     "fuse_and_select",
     "shape_rewards",
     "stackelberg_threshold",
     "topk",
 ]
 
-#: Names accepted by ``scheme=``: ``raw``, ``meanstd``, ``minmax``, ``cap``, ``meansoft``,
-#: ``srs`` (soft Stackelberg shaping, the default) and ``srs_hard``.
-SCHEMES: tuple[str, ...] = tuple(_core.SCHEMES)
+#: Names accepted by ``scheme=``, as the core defines them: ``raw``, ``meanstd``,
+#: ``minmax``, ``cap``, ``meansoft``, ``srs`` (soft Stackelberg shaping, the default) and
+#: ``srs_hard``.
+SCHEMES: tuple[str, ...] = _core.SCHEMES
 
 
 def _rows(x: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], bool]:
@@ -136,17 +140,12 @@ def shape_rewards(
     *,
     scheme: str,
     probs: npt.ArrayLike | None = None,
-    bound: float = 12.0,
-    beta: float = 2.0,
-    alpha: float = 1.5,
-    spread_ratio: float = 1.01,
-    max_weight: float | None = 2.0,
-    max_exponent: float | None = None,
-    cap: float = 1.0,
+    params: ShapeParams | None = None,
 ) -> npt.NDArray[np.float32]:
     """Transform each row of candidate rewards with one of :data:`SCHEMES`.
 
-    With ``B_eff = min(bound, spread_ratio * (max r - min r))`` per row:
+    With the knobs of ``params`` and ``B_eff = min(bound, spread_ratio * (max r - min r))``
+    per row:
 
     - ``raw``: ``r``.
     - ``meanstd``: ``(r - mean r) / max(std r, 1e-6)`` (population std, unweighted).
@@ -160,18 +159,17 @@ def shape_rewards(
     Thresholds and distances are computed in float64; the sigmoid itself is taken in
     float32, the precision of the result.
 
-    The defaults are the token-level ARGS caps (``gamma = min(exp(B_eff / beta), 2)``);
-    ``max_weight=None, max_exponent=2.0, spread_ratio=2.0`` is the sequence-level CD rule
-    (``gamma = exp(min(bound / beta, 2))``).
+    ``ShapeParams()`` holds the token-level ARGS caps (``gamma = min(exp(B_eff / beta),
+    2)``); ``ShapeParams(max_weight=None, max_exponent=2.0, spread_ratio=2.0)`` is the
+    sequence-level CD rule (``gamma = exp(min(bound / beta, 2))``).
 
     Args:
         rewards: ``[B, n]`` (or ``[n]``) finite rewards.
         scheme: one of :data:`SCHEMES`.
         probs: candidate probabilities for ``meansoft`` / ``srs`` / ``srs_hard`` (same
             shape, ``>= 0``, positive row sums); ``None`` is uniform.
-        bound: ``B >= 0``. beta: ``> 0``. alpha: ``>= 0``. spread_ratio: ``>= 0``.
-        max_weight: ``>= 1`` or ``None``. max_exponent: ``>= 0`` or ``None``.
-        cap: ``>= 0``, the clip of ``cap``.
+        params: the knobs (:class:`~rshape_fast.ShapeParams`); ``None`` is
+            ``ShapeParams()``.
 
     Returns:
         float32 ``[B, n]`` (``[n]`` for 1-D input).
@@ -181,13 +179,7 @@ def shape_rewards(
         rows,
         scheme=scheme,
         probs=_optional_rows_like(probs, single),
-        bound=bound,
-        beta=beta,
-        alpha=alpha,
-        spread_ratio=spread_ratio,
-        max_weight=max_weight,
-        max_exponent=max_exponent,
-        cap=cap,
+        params=params,
     )
     return out[0] if single else out
 
@@ -203,17 +195,12 @@ def fuse_and_select(
     greedy: bool = True,
     temperature: float = 1.0,
     seed: int | npt.ArrayLike | None = None,
-    bound: float = 12.0,
-    beta: float = 2.0,
-    alpha: float = 1.5,
-    spread_ratio: float = 1.01,
-    max_weight: float | None = 2.0,
-    max_exponent: float | None = None,
-    cap: float = 1.0,
+    params: ShapeParams | None = None,
 ) -> tuple[npt.NDArray[np.int64] | int, npt.NDArray[np.float32]]:
     """Shape, fuse and choose one candidate per row: one decoding step for the batch.
 
-    ``fused = base_scores + weight * shape_rewards(rewards, scheme=..., probs=...)``, then
+    ``fused = base_scores + weight * shape_rewards(rewards, scheme=..., probs=...,
+    params=...)``, then
     per row the argmax (``greedy=True``; equal scores go to the lower index) or a draw from
     ``softmax(fused / temperature)``.
 
@@ -234,8 +221,7 @@ def fuse_and_select(
             integer array with one seed per row. Row ``r``'s draw depends only on its own
             seed, so batched and row-by-row calls agree when per-row seeds are given.
             Ignored when ``greedy``.
-        bound, beta, alpha, spread_ratio, max_weight, max_exponent, cap: as in
-            :func:`shape_rewards`.
+        params: the shaping knobs, as in :func:`shape_rewards`.
 
     Returns:
         ``(chosen, fused)``: int64 ``[B]`` and float32 ``[B, k]``; for 1-D input a Python
@@ -252,13 +238,7 @@ def fuse_and_select(
         greedy=greedy,
         temperature=temperature,
         seed=_seed(seed),
-        bound=bound,
-        beta=beta,
-        alpha=alpha,
-        spread_ratio=spread_ratio,
-        max_weight=max_weight,
-        max_exponent=max_exponent,
-        cap=cap,
+        params=params,
     )
     if single:
         return int(chosen[0]), fused[0]

@@ -1,4 +1,4 @@
-"""Fitting the CD value head on collected data (algorithms.md §4).
+"""Fitting the CD value head on collected data (docs/algorithms.md §4).
 
 Targets are per-prompt shaped rewards: for each prompt, `shape_rewards` over its M sampled
 rewards with uniform probabilities and the sequence-level caps (B = 15, β = 0.667, α = 1,
@@ -25,7 +25,7 @@ import torch
 from rshape_fast.cd.data import CDDataset
 from rshape_fast.cd.value_head import ValueHead
 from rshape_fast.errors import InvalidInputError, ParameterError
-from rshape_fast.shaping import SCHEMES, shape_rewards
+from rshape_fast.shaping import SCHEMES, ShapeParams, shape_rewards
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,12 @@ class Sequences:
 def shaped_targets(rewards: np.ndarray, config: TrainConfig) -> np.ndarray:
     """One prompt's M rewards → its M training targets (uniform p over the samples)."""
     return np.asarray(
-        shape_rewards(rewards, scheme=config.shaping, probs=None, **config.shaping_kwargs()),
+        shape_rewards(
+            rewards,
+            scheme=config.shaping,
+            probs=None,
+            params=ShapeParams(**config.shaping_kwargs()),
+        ),
         dtype=np.float64,
     )
 

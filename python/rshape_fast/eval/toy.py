@@ -15,13 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from rshape_fast.errors import ParameterError
-from rshape_fast.shaping import shape_rewards, stackelberg_threshold
+from rshape_fast.shaping import ShapeParams, shape_rewards, stackelberg_threshold
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -76,16 +75,11 @@ class ToyExample:
     soft_utilities: tuple[float, ...]
 
 
-def _kernel_kwargs(bound: float, beta: float, reward_range: float) -> dict[str, Any]:
+def _kernel_params(bound: float, beta: float, reward_range: float) -> ShapeParams:
     # The toy example uses the plain bound B and weight e^{B/β}: no practical caps, so the
     # spread ratio is made large enough that B_eff = B, and the weight is uncapped.
     spread_ratio = 2.0 * bound / reward_range if reward_range > 0 else 1.0
-    return {
-        "bound": bound,
-        "beta": beta,
-        "spread_ratio": max(spread_ratio, 1.0),
-        "max_weight": None,
-    }
+    return ShapeParams(bound=bound, beta=beta, spread_ratio=max(spread_ratio, 1.0), max_weight=None)
 
 
 def soft_utility_curve(
@@ -102,10 +96,12 @@ def soft_utility_curve(
     the caps switched off, so this curve checks the kernel as well as the theory.
     """
     r = np.asarray(rewards, dtype=np.float64)
-    kwargs = _kernel_kwargs(bound, beta, float(r.max() - r.min()))
+    params = _kernel_params(bound, beta, float(r.max() - r.min()))
     out = []
     for alpha in alphas:
-        shaped = shape_rewards(r, scheme="srs", probs=probs, alpha=float(alpha), **kwargs)
+        shaped = shape_rewards(
+            r, scheme="srs", probs=probs, params=params.replace(alpha=float(alpha))
+        )
         out.append(policy_utility(r, probs, shaped, beta=beta))
     return out
 
@@ -129,8 +125,8 @@ def toy_example(
     p = np.asarray(probs, dtype=np.float64)
     p = p / p.sum()
     threshold = float(stackelberg_threshold(r, p, weight=math.exp(bound / beta)))
-    kwargs = _kernel_kwargs(bound, beta, float(r.max() - r.min()))
-    hard = shape_rewards(r, scheme="srs_hard", probs=p, **kwargs).astype(np.float64)
+    params = _kernel_params(bound, beta, float(r.max() - r.min()))
+    hard = shape_rewards(r, scheme="srs_hard", probs=p, params=params).astype(np.float64)
     return ToyExample(
         rewards=tuple(float(x) for x in r),
         probs=tuple(float(x) for x in p),

@@ -1,4 +1,4 @@
-//! Bookkeeping of a segment-level beam search (algorithms.md §4, "segment beam").
+//! Bookkeeping of a segment-level beam search (docs/algorithms.md §4, "segment beam").
 //!
 //! The caller owns the token sequences and caches; this type only decides, per prompt,
 //! which of the freshly scored expansions stay in the beam. Each prompt's beam holds up to
@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use crate::error::{require_at_least_one, Error, Result};
+use crate::error::{require_at_least_one, require_finite, Error, Result};
 use crate::rank::by_rank;
 
 /// One beam member: an expansion that survived a step.
@@ -234,25 +234,9 @@ impl SegmentBeam {
                 });
             }
         }
-        for (i, &s) in scores.iter().enumerate() {
-            if !s.is_finite() {
-                return Err(Error::NonFinite {
-                    arg: "scores",
-                    row: i,
-                    col: 0,
-                    value: s,
-                });
-            }
-        }
+        // One score per entry: its position is the row an error reports.
+        require_finite("scores", scores, |i| (i, 0))?;
         Ok(prompts)
-    }
-
-    /// Live members per prompt (the number of `keep` entries of the last step per prompt).
-    pub fn live_counts(&self) -> Vec<i64> {
-        self.members
-            .iter()
-            .map(|ms| ms.iter().filter(|m| !m.finished).count() as i64)
-            .collect()
     }
 
     /// True when no prompt has a live member left (nothing more to expand).

@@ -1,4 +1,4 @@
-//! Streaming best-of-N with early rejection (algorithms.md §4, after "Fast Best-of-N via
+//! Streaming best-of-N with early rejection (docs/algorithms.md §4, after "Fast Best-of-N via
 //! Speculative Rejection", Sun et al. 2024).
 //!
 //! `num_prompts` prompts each start `n` candidates; candidate `i` of prompt `p` has the
@@ -7,13 +7,12 @@
 //! stop generating the weakest live ones. Finished candidates are never rejected but keep
 //! their place in the ranking, so a strong finished answer displaces weak live ones.
 
-use crate::error::{require_at_least_one, Error, Result};
+use crate::error::{require_at_least_one, require_finite, Error, Result};
 use crate::rank::by_rank;
-use crate::rng::SplitMix64;
 
 /// Where a candidate stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+enum Status {
     /// Still being generated.
     Live,
     /// Complete; its recorded score is final.
@@ -126,16 +125,8 @@ impl StreamingBestOfN {
             }
             ids.push(id);
         }
-        for (i, &s) in scores.iter().enumerate() {
-            if !s.is_finite() {
-                return Err(Error::NonFinite {
-                    arg: "scores",
-                    row: i,
-                    col: 0,
-                    value: s,
-                });
-            }
-        }
+        // One score per entry: its position is the row an error reports.
+        require_finite("scores", scores, |i| (i, 0))?;
         for ((&id, &s), &f) in ids.iter().zip(scores).zip(finished) {
             self.scores[id] = s;
             if f {
@@ -206,10 +197,6 @@ impl StreamingBestOfN {
         Ok(rejected)
     }
 
-    pub fn status(&self) -> &[Status] {
-        &self.status
-    }
-
     /// Live mask, row-major `[P, n]`.
     pub fn survivors(&self) -> Vec<bool> {
         self.status.iter().map(|&s| s == Status::Live).collect()
@@ -242,59 +229,6 @@ impl StreamingBestOfN {
                     .map(|(s, id)| (id as i64, s))
             })
             .collect()
-    }
-
-    /// Soft best-of-N: per prompt, draw one finished candidate with probability
-    /// proportional to `exp(weight * score)`; -1 where none finished.
-    ///
-    /// Deterministic for a seed. One SplitMix64 stream seeded with `seed` yields exactly one
-    /// uniform `u` per prompt in prompt order (drawn even where nothing finished), so a
-    /// prompt's pick does not depend on how many candidates other prompts finished. The pick
-    /// is the first finished candidate (ascending id) whose running sum of
-    /// `exp(weight * (score - max score))`, in f64, exceeds `u * total`. Subtracting the
-    /// maximum keeps every term in (0, 1], so no weight overflows. `weight` must be finite
-    /// and non-negative (0 draws uniformly).
-    pub fn soft_pick(&self, weight: f64, seed: u64) -> Result<Vec<i64>> {
-        if !(weight.is_finite() && weight >= 0.0) {
-            return Err(Error::Parameter {
-                arg: "weight",
-                message: format!("must be finite and non-negative, got {weight}"),
-            });
-        }
-        let mut rng = SplitMix64::new(seed);
-        let mut picks = Vec::with_capacity(self.num_prompts);
-        for p in 0..self.num_prompts {
-            let u = rng.next_f64();
-            let done: Vec<usize> = (p * self.n..(p + 1) * self.n)
-                .filter(|&id| self.status[id] == Status::Finished)
-                .collect();
-            let Some(max) = done
-                .iter()
-                .map(|&id| f64::from(self.scores[id]))
-                .reduce(f64::max)
-            else {
-                picks.push(-1);
-                continue;
-            };
-            let weights: Vec<f64> = done
-                .iter()
-                .map(|&id| (weight * (f64::from(self.scores[id]) - max)).exp())
-                .collect();
-            let target = u * weights.iter().sum::<f64>();
-            let mut running = 0.0;
-            // Rounding can leave the running sum a hair below `target` at the end; the
-            // last candidate then takes the draw.
-            let mut pick = done[done.len() - 1];
-            for (&id, &w) in done.iter().zip(&weights) {
-                running += w;
-                if running > target {
-                    pick = id;
-                    break;
-                }
-            }
-            picks.push(pick as i64);
-        }
-        Ok(picks)
     }
 }
 

@@ -19,6 +19,10 @@ pub enum Error {
     /// A scalar knob is out of its range or unknown.
     #[error("{arg}: {message}")]
     Parameter { arg: &'static str, message: String },
+    /// An argument is of the wrong type: float ids, a list where an array is needed. The
+    /// core's typed API cannot receive one; the bindings, which take untyped objects, raise it.
+    #[error("{arg}: {message}")]
+    Type { arg: &'static str, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -32,4 +36,25 @@ pub(crate) fn require_at_least_one(arg: &'static str, value: usize) -> Result<()
         });
     }
     Ok(())
+}
+
+/// `Err(NonFinite)` naming `arg` at the first NaN or infinity of `values`; `position` maps
+/// an index into `values` to the `(row, col)` the error reports.
+pub(crate) fn require_finite(
+    arg: &'static str,
+    values: &[f32],
+    position: impl Fn(usize) -> (usize, usize),
+) -> Result<()> {
+    match values.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => {
+            let (row, col) = position(i);
+            Err(Error::NonFinite {
+                arg,
+                row,
+                col,
+                value: values[i],
+            })
+        }
+    }
 }

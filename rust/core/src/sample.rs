@@ -125,7 +125,8 @@ pub fn sample_tokens(
             Some(k) if k < cols => topk(row, 1, cols, k)?.values[k - 1],
             _ => f32::NEG_INFINITY,
         };
-        let total = row_weights(row, floor, max, inv_t, &mut scratch);
+        let rule = WeightRule { floor, max, inv_t };
+        let total = row_weights(row, &rule, &mut scratch);
         let token = match params.top_p {
             Some(p) if p < 1.0 => draw_nucleus(
                 &scratch.weights,
@@ -177,27 +178,29 @@ fn row_max_portable(row: &[f32]) -> std::result::Result<f32, usize> {
     Ok(lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)))
 }
 
-/// Fill `scratch.weights` with `exp((l − max) / T)` (0 below `floor`) and `scratch.blocks`
-/// with the weight of every `BLOCK` tokens; returns the total weight.
-fn row_weights(row: &[f32], floor: f32, max: f32, inv_t: f32, scratch: &mut Scratch) -> f64 {
+/// How a row's logits become weights: `exp((l − max) / T)`, 0 below the top-k `floor`.
+struct WeightRule {
+    floor: f32,
+    max: f32,
+    inv_t: f32,
+}
+
+/// Fill `scratch.weights` with the weights of `rule` and `scratch.blocks` with the weight
+/// of every `BLOCK` tokens; returns the total weight.
+fn row_weights(row: &[f32], rule: &WeightRule, scratch: &mut Scratch) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU was just checked to support AVX2.
-            return unsafe { x86::row_weights_avx2(row, floor, max, inv_t, scratch) };
+            return unsafe { x86::row_weights_avx2(row, rule, scratch) };
         }
     }
-    row_weights_portable(row, floor, max, inv_t, scratch)
+    row_weights_portable(row, rule, scratch)
 }
 
 #[inline(always)]
-fn row_weights_portable(
-    row: &[f32],
-    floor: f32,
-    max: f32,
-    inv_t: f32,
-    scratch: &mut Scratch,
-) -> f64 {
+fn row_weights_portable(row: &[f32], rule: &WeightRule, scratch: &mut Scratch) -> f64 {
+    let WeightRule { floor, max, inv_t } = *rule;
     scratch.blocks.clear();
     let mut total = 0.0;
     for (out, block) in scratch.weights.chunks_mut(BLOCK).zip(row.chunks(BLOCK)) {
@@ -224,7 +227,7 @@ fn row_weights_portable(
 mod x86 {
     //! The portable loops compiled for AVX2 + FMA, chosen at run time. The code is the
     //! same and Rust never contracts `a * b + c` into an FMA, so results do not change.
-    use super::{row_max_portable, row_weights_portable, Scratch};
+    use super::{row_max_portable, row_weights_portable, Scratch, WeightRule};
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn row_max_avx2(row: &[f32]) -> std::result::Result<f32, usize> {
@@ -234,12 +237,10 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn row_weights_avx2(
         row: &[f32],
-        floor: f32,
-        max: f32,
-        inv_t: f32,
+        rule: &WeightRule,
         scratch: &mut Scratch,
     ) -> f64 {
-        row_weights_portable(row, floor, max, inv_t, scratch)
+        row_weights_portable(row, rule, scratch)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Shaping, fusion with the base term and selection for a whole batch in one call
-//! (step 4 of a token-level decoding step, architecture.md).
+//! (the choice of a token-level step, docs/architecture.md).
 //!
 //! Per row: `fused_i = base_i + λ · shaped_i`, then the argmax (ties to the lower column)
 //! or a draw from `softmax(fused / T)`. A sampled row draws from its own SplitMix64 stream,
@@ -14,7 +14,7 @@ use crate::shaping::{
 };
 use crate::topk::check_matrix;
 
-/// Where the probabilities of the threshold's samples come from (algorithms.md §2.4).
+/// Where the probabilities of the threshold's samples come from (docs/algorithms.md §2.4).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ProbSource<'a> {
     /// `p_i = 1/n`: sequence-level candidates sampled from the base model.

@@ -1,4 +1,4 @@
-//! Reward transforms over candidate sets (algorithms.md §2–3), one set per row.
+//! Reward transforms over candidate sets (docs/algorithms.md §2–3), one set per row.
 //!
 //! Everything is computed in `f64` but for the sigmoids and the softmax weights, which are
 //! taken in `f32`, the precision of the shaped rewards handed back.
@@ -8,12 +8,10 @@
 //! which F changes sign and solve its linear equation. Long rows sort once and walk the
 //! pieces; short rows (token-level candidate sets) take a few exact Newton steps instead.
 
-use std::fmt;
-
-use crate::error::{Error, Result};
+use crate::error::{require_finite, Error, Result};
 use crate::topk::check_matrix;
 
-/// The reward transforms, in the order of algorithms.md §3.
+/// The reward transforms, in the order of docs/algorithms.md §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     /// `r_i` unchanged.
@@ -32,32 +30,20 @@ pub enum Scheme {
     SrsHard,
 }
 
-/// Every scheme name, as [`Scheme::parse`] accepts them.
-pub const SCHEMES: [&str; 7] = [
-    "raw", "meanstd", "minmax", "cap", "meansoft", "srs", "srs_hard",
-];
-
 impl Scheme {
-    /// The scheme called `name` (one of [`SCHEMES`]).
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "raw" => Self::Raw,
-            "meanstd" => Self::MeanStd,
-            "minmax" => Self::MinMax,
-            "cap" => Self::Cap,
-            "meansoft" => Self::MeanSoft,
-            "srs" => Self::Srs,
-            "srs_hard" => Self::SrsHard,
-            _ => {
-                return Err(Error::Parameter {
-                    arg: "scheme",
-                    message: format!("unknown scheme {name:?}; expected one of {SCHEMES:?}"),
-                })
-            }
-        })
-    }
+    /// Every scheme, in the order of docs/algorithms.md §3.
+    pub const ALL: [Scheme; 7] = [
+        Self::Raw,
+        Self::MeanStd,
+        Self::MinMax,
+        Self::Cap,
+        Self::MeanSoft,
+        Self::Srs,
+        Self::SrsHard,
+    ];
 
-    pub fn name(self) -> &'static str {
+    /// The scheme's name: the one place the names are written.
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Raw => "raw",
             Self::MeanStd => "meanstd",
@@ -69,19 +55,35 @@ impl Scheme {
         }
     }
 
+    /// The scheme called `name` (one of [`SCHEMES`]).
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|scheme| scheme.name() == name)
+            .ok_or_else(|| Error::Parameter {
+                arg: "scheme",
+                message: format!("unknown scheme {name:?}; expected one of {SCHEMES:?}"),
+            })
+    }
+
     /// Whether the candidate probabilities change the result.
     pub fn uses_probs(self) -> bool {
         matches!(self, Self::MeanSoft | Self::Srs | Self::SrsHard)
     }
 }
 
-impl fmt::Display for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// Every scheme name, in the order of [`Scheme::ALL`], as [`Scheme::parse`] accepts them.
+pub const SCHEMES: [&str; Scheme::ALL.len()] = {
+    let mut names = [""; Scheme::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Scheme::ALL[i].name();
+        i += 1;
     }
-}
+    names
+};
 
-/// The knobs of the transforms (algorithms.md §2.3). The default is the token-level ARGS
+/// The knobs of the transforms (docs/algorithms.md §2.3). The default is the token-level ARGS
 /// setting; `max_weight: None, max_exponent: Some(2.0), spread_ratio: 2.0` is the
 /// sequence-level CD one.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -219,15 +221,7 @@ impl PerRow<'_> {
 
 /// Fail on the first NaN or infinity of a row.
 pub(crate) fn check_finite_row(arg: &'static str, row_index: usize, row: &[f32]) -> Result<()> {
-    match row.iter().position(|x| !x.is_finite()) {
-        None => Ok(()),
-        Some(col) => Err(Error::NonFinite {
-            arg,
-            row: row_index,
-            col,
-            value: row[col],
-        }),
-    }
+    require_finite(arg, row, |col| (row_index, col))
 }
 
 /// Validate one row of candidate probabilities (finite, `≥ 0`, positive sum) and copy it

@@ -10,7 +10,7 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
 }
 
-/// `F(m)` of algorithms.md §2.1, probabilities renormalised.
+/// `F(m)` of docs/algorithms.md §2.1, probabilities renormalised.
 fn stackelberg_f(rewards: &[f32], probs: &[f32], gamma: f64, m: f64) -> f64 {
     let total: f64 = probs.iter().map(|&p| f64::from(p)).sum();
     rewards
@@ -243,7 +243,7 @@ fn equal_rewards_shape_to_zero() {
         Scheme::SrsHard,
     ] {
         let shaped = shape_rewards(&[3.0; 5], None, 1, 5, scheme, &ShapeParams::default()).unwrap();
-        assert_eq!(shaped, vec![0.0; 5], "{scheme}");
+        assert_eq!(shaped, vec![0.0; 5], "{}", scheme.name());
     }
     let shaped = shape_rewards(
         &[3.0; 2],

@@ -1,21 +1,19 @@
 //! The per-step kernels: `topk`, `stackelberg_threshold`, `shape_rewards`,
-//! `fuse_and_select`, `sample_tokens`, and the `SCHEMES` tuple.
+//! `fuse_and_select`, `sample_tokens`, and the `SCHEMES` tuple (the core's names).
 //!
 //! Arrays arrive as C-contiguous float32 (the Python wrappers in `rshape_fast.shaping`
 //! coerce once); here they are checked for dimensions, borrowed as slices, and handed to
 //! the core with the GIL released. Results go back to numpy as the core's own `Vec`s.
 
-use numpy::ndarray::Array2;
 use numpy::prelude::*;
 use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArrayDyn};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use rshape_core::{
-    Choice, FuseOptions, PerRow, ProbSource, SampleParams, Scheme, Seeds, ShapeParams, SCHEMES,
-};
+use rshape_core::{Choice, FuseOptions, PerRow, ProbSource, SampleParams, Scheme, Seeds, SCHEMES};
 
-use crate::errors::{parameter, shape, to_pyerr};
+use crate::arrays::into_matrix;
+use crate::errors::{parameter, shape, wrong_type, Result};
+use crate::shape_params::ShapeParams;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SCHEMES", PyTuple::new(m.py(), SCHEMES)?)?;
@@ -41,7 +39,7 @@ struct Matrix<'py> {
 }
 
 impl Matrix<'_> {
-    fn slice(&self) -> PyResult<&[f32]> {
+    fn slice(&self) -> Result<&[f32]> {
         self.array
             .as_slice()
             .map_err(|_| shape(self.arg, "must be C-contiguous"))
@@ -50,12 +48,13 @@ impl Matrix<'_> {
 
 /// Borrow a 2-D C-contiguous float32 array. The public wrappers have already turned 1-D
 /// input into one row, so the message speaks of what the user may pass.
-fn matrix<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Matrix<'py>> {
+fn matrix<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> Result<Matrix<'py>> {
     let array = obj.cast::<PyArrayDyn<f32>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{arg}: expected a float32 numpy array (the rshape_fast wrappers convert with \
-             numpy.ascontiguousarray(x, numpy.float32))"
-        ))
+        wrong_type(
+            arg,
+            "expected a float32 numpy array (the rshape_fast wrappers convert with \
+             numpy.ascontiguousarray(x, numpy.float32))",
+        )
     })?;
     if array.ndim() != 2 {
         return Err(shape(
@@ -78,14 +77,13 @@ fn matrix<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Matrix<'p
     })
 }
 
-/// An optional matrix that must match `like`'s shape.
-fn matching<'py>(
-    obj: Option<&Bound<'py, PyAny>>,
+/// A matrix that must have the shape of `like`.
+fn matrix_like<'py>(
+    obj: &Bound<'py, PyAny>,
     arg: &'static str,
     like: &Matrix<'_>,
     like_arg: &str,
-) -> PyResult<Option<Matrix<'py>>> {
-    let Some(obj) = obj else { return Ok(None) };
+) -> Result<Matrix<'py>> {
     let m = matrix(obj, arg)?;
     if (m.rows, m.cols) != (like.rows, like.cols) {
         return Err(shape(
@@ -96,7 +94,18 @@ fn matching<'py>(
             ),
         ));
     }
-    Ok(Some(m))
+    Ok(m)
+}
+
+/// An optional matrix that must have the shape of `like`.
+fn optional_like<'py>(
+    obj: Option<&Bound<'py, PyAny>>,
+    arg: &'static str,
+    like: &Matrix<'_>,
+    like_arg: &str,
+) -> Result<Option<Matrix<'py>>> {
+    obj.map(|obj| matrix_like(obj, arg, like, like_arg))
+        .transpose()
 }
 
 /// A knob given for every row: a float, or a 1-D float64 array of one value per row.
@@ -106,7 +115,7 @@ enum Knob<'py> {
 }
 
 impl Knob<'_> {
-    fn per_row(&self) -> PyResult<PerRow<'_>> {
+    fn per_row(&self) -> Result<PerRow<'_>> {
         Ok(match self {
             Knob::All(value) => PerRow::All(*value),
             Knob::Each(array) => PerRow::Each(
@@ -118,7 +127,7 @@ impl Knob<'_> {
     }
 }
 
-fn knob<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> PyResult<Knob<'py>> {
+fn knob<'py>(obj: &Bound<'py, PyAny>, arg: &'static str) -> Result<Knob<'py>> {
     if let Ok(array) = obj.cast::<PyArrayDyn<f64>>() {
         return match array.ndim() {
             0 | 1 if array.is_c_contiguous() => {
@@ -172,31 +181,28 @@ impl SeedArg {
 const SEED_RULE: &str =
     "expected None, an int in [0, 2**64), or a 1-D integer array of one seed per row";
 
-fn seed_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<SeedArg> {
+/// The values of a 1-D integer array of seeds.
+fn seed_vector<T: numpy::Element>(array: &Bound<'_, PyArrayDyn<T>>) -> Result<Vec<T>> {
+    if array.ndim() != 1 {
+        return Err(shape("seed", SEED_RULE));
+    }
+    array
+        .to_vec()
+        .map_err(|e| shape("seed", format!("cannot be read: {e}")))
+}
+
+fn seed_arg(obj: Option<&Bound<'_, PyAny>>) -> Result<SeedArg> {
     let Some(obj) = obj else {
         return Ok(SeedArg::Fresh);
     };
     if let Ok(array) = obj.cast::<PyArrayDyn<u64>>() {
-        if array.ndim() != 1 {
-            return Err(shape("seed", SEED_RULE));
-        }
-        return Ok(SeedArg::PerRow(
-            array
-                .to_vec()
-                .map_err(|e| shape("seed", format!("cannot be read: {e}")))?,
-        ));
+        return Ok(SeedArg::PerRow(seed_vector(array)?));
     }
     if let Ok(array) = obj.cast::<PyArrayDyn<i64>>() {
-        if array.ndim() != 1 {
-            return Err(shape("seed", SEED_RULE));
-        }
-        let signed = array
-            .to_vec()
-            .map_err(|e| shape("seed", format!("cannot be read: {e}")))?;
-        let seeds = signed
-            .iter()
-            .map(|&s| u64::try_from(s))
-            .collect::<Result<Vec<u64>, _>>()
+        let seeds = seed_vector(array)?
+            .into_iter()
+            .map(u64::try_from)
+            .collect::<std::result::Result<Vec<u64>, _>>()
             .map_err(|_| parameter("seed", format!("{SEED_RULE}; got a negative seed")))?;
         return Ok(SeedArg::PerRow(seeds));
     }
@@ -208,24 +214,20 @@ fn seed_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<SeedArg> {
         .map_err(|_| parameter("seed", SEED_RULE))
 }
 
-fn scheme(name: &str) -> PyResult<Scheme> {
-    Scheme::parse(name).map_err(to_pyerr)
+/// The knobs of `params=`: a `ShapeParams`, or the core's defaults for None.
+fn params_arg(obj: Option<&Bound<'_, PyAny>>) -> Result<rshape_core::ShapeParams> {
+    let Some(obj) = obj else {
+        return Ok(rshape_core::ShapeParams::default());
+    };
+    let params = obj.cast::<ShapeParams>().map_err(|_| {
+        wrong_type(
+            "params",
+            "expected a rshape_fast.ShapeParams or None (build one with \
+             ShapeParams(bound=..., beta=...))",
+        )
+    })?;
+    Ok(params.get().inner)
 }
-
-/// Turn a core `Vec` into a `rows × cols` numpy array without copying it.
-fn into_matrix<T: numpy::Element>(
-    py: Python<'_>,
-    rows: usize,
-    cols: usize,
-    values: Vec<T>,
-) -> PyResult<Bound<'_, PyArray2<T>>> {
-    Array2::from_shape_vec((rows, cols), values)
-        .map(|a| a.into_pyarray(py))
-        .map_err(|e| PyRuntimeError::new_err(format!("internal shape mismatch: {e}")))
-}
-
-// The text signatures are spelled out where a default is `Some(..)`, which PyO3 would
-// otherwise render as `...`.
 
 /// Top-k of every row of a float32 `[B, V]` matrix.
 ///
@@ -233,26 +235,22 @@ fn into_matrix<T: numpy::Element>(
 /// equal values by the lower index. `-inf` is allowed, NaN raises NonFiniteError.
 #[pyfunction]
 #[pyo3(signature = (logits, k))]
-fn topk<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>, k: i64) -> PyResult<TopKArrays<'py>> {
+fn topk<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>, k: i64) -> Result<TopKArrays<'py>> {
     let logits = matrix(logits, "logits")?;
-    if k < 1 {
-        return Err(parameter(
-            "k",
-            format!(
-                "must be between 1 and the row length {}, got {k}",
-                logits.cols
-            ),
-        ));
-    }
-    let data = logits.slice()?;
     let (rows, cols) = (logits.rows, logits.cols);
-    let k = usize::try_from(k).unwrap_or(usize::MAX);
-    let result = py
-        .detach(|| rshape_core::topk(data, rows, cols, k))
-        .map_err(to_pyerr)?;
+    // The core checks the range; a negative k has no usize, so it is refused here, in the
+    // core's words.
+    let k = usize::try_from(k).map_err(|_| {
+        parameter(
+            "k",
+            format!("must be between 1 and the row length {cols}, got {k}"),
+        )
+    })?;
+    let data = logits.slice()?;
+    let result = py.detach(|| rshape_core::topk(data, rows, cols, k))?;
     Ok((
-        into_matrix(py, rows, k, result.values)?,
-        into_matrix(py, rows, k, result.indices)?,
+        into_matrix(py, rows, k, result.values),
+        into_matrix(py, rows, k, result.indices),
     ))
 }
 
@@ -267,81 +265,38 @@ fn stackelberg_threshold<'py>(
     rewards: &Bound<'py, PyAny>,
     probs: Option<&Bound<'py, PyAny>>,
     weight: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
+) -> Result<Bound<'py, PyArray1<f64>>> {
     let rewards = matrix(rewards, "rewards")?;
-    let probs = matching(probs, "probs", &rewards, "rewards")?;
+    let probs = optional_like(probs, "probs", &rewards, "rewards")?;
     let weight = knob(weight, "weight")?;
     let (rows, cols) = (rewards.rows, rewards.cols);
     let data = rewards.slice()?;
     let probs = probs.as_ref().map(Matrix::slice).transpose()?;
     let weight = weight.per_row()?;
-    let out = py
-        .detach(|| rshape_core::stackelberg_threshold(data, probs, rows, cols, weight))
-        .map_err(to_pyerr)?;
+    let out = py.detach(|| rshape_core::stackelberg_threshold(data, probs, rows, cols, weight))?;
     Ok(PyArray1::from_vec(py, out))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn params(
-    bound: f64,
-    beta: f64,
-    alpha: f64,
-    spread_ratio: f64,
-    max_weight: Option<f64>,
-    max_exponent: Option<f64>,
-    cap: f64,
-) -> ShapeParams {
-    ShapeParams {
-        bound,
-        beta,
-        alpha,
-        spread_ratio,
-        max_weight,
-        max_exponent,
-        cap,
-    }
-}
-
-/// Shape every row of float32 rewards `[B, n]` with `scheme` (one of `SCHEMES`).
+/// Shape every row of float32 rewards `[B, n]` with `scheme` (one of `SCHEMES`) and the
+/// knobs of `params` (a `ShapeParams`; None is `ShapeParams()`).
 #[pyfunction]
-#[pyo3(signature = (
-    rewards, *, scheme, probs=None, bound=12.0, beta=2.0, alpha=1.5, spread_ratio=1.01,
-    max_weight=Some(2.0), max_exponent=None, cap=1.0
-), text_signature = "(rewards, *, scheme, probs=None, bound=12.0, beta=2.0, alpha=1.5, \
-    spread_ratio=1.01, max_weight=2.0, max_exponent=None, cap=1.0)")]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (rewards, *, scheme, probs=None, params=None))]
 fn shape_rewards<'py>(
     py: Python<'py>,
     rewards: &Bound<'py, PyAny>,
     scheme: &str,
     probs: Option<&Bound<'py, PyAny>>,
-    bound: f64,
-    beta: f64,
-    alpha: f64,
-    spread_ratio: f64,
-    max_weight: Option<f64>,
-    max_exponent: Option<f64>,
-    cap: f64,
-) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let scheme = self::scheme(scheme)?;
+    params: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyArray2<f32>>> {
+    let scheme = Scheme::parse(scheme)?;
+    let params = params_arg(params)?;
     let rewards = matrix(rewards, "rewards")?;
-    let probs = matching(probs, "probs", &rewards, "rewards")?;
+    let probs = optional_like(probs, "probs", &rewards, "rewards")?;
     let (rows, cols) = (rewards.rows, rewards.cols);
     let data = rewards.slice()?;
     let probs = probs.as_ref().map(Matrix::slice).transpose()?;
-    let params = params(
-        bound,
-        beta,
-        alpha,
-        spread_ratio,
-        max_weight,
-        max_exponent,
-        cap,
-    );
-    let out = py
-        .detach(|| rshape_core::shape_rewards(data, probs, rows, cols, scheme, &params))
-        .map_err(to_pyerr)?;
-    into_matrix(py, rows, cols, out)
+    let out = py.detach(|| rshape_core::shape_rewards(data, probs, rows, cols, scheme, &params))?;
+    Ok(into_matrix(py, rows, cols, out))
 }
 
 /// Shape, fuse (`base + weight * shaped`) and pick one candidate per row, all rows at once.
@@ -350,11 +305,8 @@ fn shape_rewards<'py>(
 #[pyfunction]
 #[pyo3(signature = (
     base_scores, rewards, *, weight, scheme="srs", probs=None, probs_from_base=true,
-    greedy=true, temperature=1.0, seed=None, bound=12.0, beta=2.0, alpha=1.5,
-    spread_ratio=1.01, max_weight=Some(2.0), max_exponent=None, cap=1.0
-), text_signature = "(base_scores, rewards, *, weight, scheme='srs', probs=None, \
-    probs_from_base=True, greedy=True, temperature=1.0, seed=None, bound=12.0, beta=2.0, \
-    alpha=1.5, spread_ratio=1.01, max_weight=2.0, max_exponent=None, cap=1.0)")]
+    greedy=true, temperature=1.0, seed=None, params=None
+))]
 #[allow(clippy::too_many_arguments)]
 fn fuse_and_select<'py>(
     py: Python<'py>,
@@ -367,19 +319,13 @@ fn fuse_and_select<'py>(
     greedy: bool,
     temperature: f64,
     seed: Option<&Bound<'py, PyAny>>,
-    bound: f64,
-    beta: f64,
-    alpha: f64,
-    spread_ratio: f64,
-    max_weight: Option<f64>,
-    max_exponent: Option<f64>,
-    cap: f64,
-) -> PyResult<SelectionArrays<'py>> {
-    let scheme = self::scheme(scheme)?;
+    params: Option<&Bound<'py, PyAny>>,
+) -> Result<SelectionArrays<'py>> {
+    let scheme = Scheme::parse(scheme)?;
+    let params = params_arg(params)?;
     let base = matrix(base_scores, "base_scores")?;
-    let rewards = matching(Some(rewards), "rewards", &base, "base_scores")?
-        .ok_or_else(|| PyRuntimeError::new_err("rewards went missing"))?;
-    let probs = matching(probs, "probs", &base, "base_scores")?;
+    let rewards = matrix_like(rewards, "rewards", &base, "base_scores")?;
+    let probs = optional_like(probs, "probs", &base, "base_scores")?;
     let weight = knob(weight, "weight")?;
     let seed = seed_arg(seed)?;
     let (rows, cols) = (base.rows, base.cols);
@@ -407,25 +353,16 @@ fn fuse_and_select<'py>(
     };
     let options = FuseOptions {
         scheme,
-        params: params(
-            bound,
-            beta,
-            alpha,
-            spread_ratio,
-            max_weight,
-            max_exponent,
-            cap,
-        ),
+        params,
         weight: weight.per_row()?,
         probs,
         choice,
     };
-    let selection = py
-        .detach(|| rshape_core::fuse_and_select(base_data, reward_data, rows, cols, &options))
-        .map_err(to_pyerr)?;
+    let selection =
+        py.detach(|| rshape_core::fuse_and_select(base_data, reward_data, rows, cols, &options))?;
     Ok((
         PyArray1::from_vec(py, selection.chosen),
-        into_matrix(py, rows, cols, selection.fused)?,
+        into_matrix(py, rows, cols, selection.fused),
     ))
 }
 
@@ -441,10 +378,13 @@ fn sample_tokens<'py>(
     temperature: f64,
     top_k: Option<i64>,
     top_p: Option<f64>,
-) -> PyResult<Bound<'py, PyArray1<i64>>> {
+) -> Result<Bound<'py, PyArray1<i64>>> {
     let logits = matrix(logits, "logits")?;
     let uniforms = uniforms.cast::<PyArrayDyn<f64>>().map_err(|_| {
-        PyTypeError::new_err("uniforms: expected a 1-D float64 numpy array, one value per row")
+        wrong_type(
+            "uniforms",
+            "expected a 1-D float64 numpy array, one value per row",
+        )
     })?;
     if uniforms.ndim() != 1 {
         return Err(shape(
@@ -478,8 +418,6 @@ fn sample_tokens<'py>(
     };
     let data = logits.slice()?;
     let (rows, cols) = (logits.rows, logits.cols);
-    let chosen = py
-        .detach(|| rshape_core::sample_tokens(data, rows, cols, u, &params))
-        .map_err(to_pyerr)?;
+    let chosen = py.detach(|| rshape_core::sample_tokens(data, rows, cols, u, &params))?;
     Ok(PyArray1::from_vec(py, chosen))
 }

@@ -5,13 +5,16 @@
 
 use pyo3::prelude::*;
 
+mod arrays;
 mod errors;
 mod kernels;
 mod search_state;
+mod shape_params;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    shape_params::register(m)?;
     kernels::register(m)?;
     search_state::register(m)?;
     Ok(())

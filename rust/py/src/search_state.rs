@@ -5,22 +5,20 @@
 //! `rshape_fast.errors` exception naming the argument.
 
 use numpy::prelude::*;
-use numpy::{Element, PyArray1, PyReadonlyArray1, PyUntypedArray};
+use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray1, PyUntypedArray};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::PyTuple;
 use rshape_core::beam::SegmentBeam as CoreBeam;
 use rshape_core::best_of_n::StreamingBestOfN as CoreBestOfN;
 
-use crate::errors::{parameter, shape, to_pyerr};
+use crate::arrays::into_matrix;
+use crate::errors::{parameter, shape, wrong_type, Result};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SegmentBeam>()?;
     m.add_class::<StreamingBestOfN>()?;
     Ok(())
 }
-
-static INVALID_INPUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Which numpy dtype kinds an argument accepts before it is cast to its target dtype.
 #[derive(Clone, Copy)]
@@ -60,7 +58,7 @@ fn vector<'py, T: Element>(
     obj: &Bound<'py, PyAny>,
     arg: &'static str,
     kinds: Kinds,
-) -> PyResult<PyReadonlyArray1<'py, T>> {
+) -> Result<PyReadonlyArray1<'py, T>> {
     let py = obj.py();
     let numpy = py.import("numpy")?;
     let array = numpy.call_method1("asarray", (obj,))?;
@@ -75,19 +73,18 @@ fn vector<'py, T: Element>(
     let dtype = untyped.dtype();
     if untyped.len() > 0 && !kinds.accepts(dtype.kind()) {
         let message = format!(
-            "{arg}: expected {} array, got dtype {}",
+            "expected {} array, got dtype {}",
             kinds.describe(),
             dtype.str()?
         );
-        let class = INVALID_INPUT.import(py, "rshape_fast.errors", "InvalidInputError")?;
-        return Err(PyErr::from_type(class.clone(), message));
+        return Err(wrong_type(arg, message));
     }
     let contiguous = numpy.call_method1("ascontiguousarray", (array, numpy::dtype::<T>(py)))?;
     Ok(contiguous.cast_into::<PyArray1<T>>()?.readonly())
 }
 
 /// A size argument that must be a positive integer.
-fn positive(arg: &'static str, value: i64) -> PyResult<usize> {
+fn positive(arg: &'static str, value: i64) -> Result<usize> {
     if value < 1 {
         return Err(parameter(arg, format!("must be at least 1, got {value}")));
     }
@@ -125,12 +122,11 @@ pub struct SegmentBeam {
 impl SegmentBeam {
     #[new]
     #[pyo3(signature = (num_prompts, width))]
-    fn new(num_prompts: i64, width: i64) -> PyResult<Self> {
+    fn new(num_prompts: i64, width: i64) -> Result<Self> {
         let inner = CoreBeam::new(
             positive("num_prompts", num_prompts)?,
             positive("width", width)?,
-        )
-        .map_err(to_pyerr)?;
+        )?;
         Ok(Self { inner })
     }
 
@@ -159,34 +155,26 @@ impl SegmentBeam {
         scores: &Bound<'py, PyAny>,
         finished: &Bound<'py, PyAny>,
         hashes: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+    ) -> Result<Bound<'py, PyTuple>> {
         let prompt = vector::<i64>(prompt, "prompt", Kinds::Integer)?;
         let parent = vector::<i64>(parent, "parent", Kinds::Integer)?;
         let scores = vector::<f32>(scores, "scores", Kinds::Real)?;
         let finished = vector::<bool>(finished, "finished", Kinds::Boolean)?;
         let hashes = vector::<u64>(hashes, "hashes", Kinds::Integer)?;
-        let out = self
-            .inner
-            .step(
-                prompt.as_slice()?,
-                parent.as_slice()?,
-                scores.as_slice()?,
-                finished.as_slice()?,
-                hashes.as_slice()?,
-            )
-            .map_err(to_pyerr)?;
-        PyTuple::new(
+        let out = self.inner.step(
+            prompt.as_slice()?,
+            parent.as_slice()?,
+            scores.as_slice()?,
+            finished.as_slice()?,
+            hashes.as_slice()?,
+        )?;
+        Ok(PyTuple::new(
             py,
             [
                 out.keep.into_pyarray(py).into_any(),
                 out.serials.into_pyarray(py).into_any(),
             ],
-        )
-    }
-
-    /// Number of live members per prompt (int64, shape `(num_prompts,)`).
-    fn live_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        self.inner.live_counts().into_pyarray(py)
+        )?)
     }
 
     /// True when no prompt has a live member (also before the first step).
@@ -204,14 +192,14 @@ impl SegmentBeam {
 
     /// The current members of one prompt in rank order, as `(serial, score, finished)`.
     #[pyo3(signature = (prompt))]
-    fn members(&self, prompt: i64) -> PyResult<Vec<(i64, f32, bool)>> {
+    fn members(&self, prompt: i64) -> Result<Vec<(i64, f32, bool)>> {
         let index = usize::try_from(prompt).map_err(|_| {
             parameter(
                 "prompt",
                 format!("{prompt} is outside [0, {})", self.inner.num_prompts()),
             )
         })?;
-        let members = self.inner.members(index).map_err(to_pyerr)?;
+        let members = self.inner.members(index)?;
         Ok(members
             .iter()
             .map(|m| (m.serial, m.score, m.finished))
@@ -238,11 +226,11 @@ impl SegmentBeam {
 
     fn __repr__(&self) -> String {
         format!(
-            "SegmentBeam(num_prompts={}, width={}, submitted={}, live={})",
+            "SegmentBeam(num_prompts={}, width={}, submitted={}, done={})",
             self.inner.num_prompts(),
             self.inner.width(),
             self.inner.submitted(),
-            self.inner.live_counts().iter().sum::<i64>()
+            self.inner.done()
         )
     }
 }
@@ -252,7 +240,7 @@ impl SegmentBeam {
 ///
 /// `num_prompts` prompts each have `n` candidates with global ids `p * n + i`. Record
 /// partial or final scores as they come, `prune` the weakest live candidates at
-/// checkpoints, and read the best (or a soft-sampled) finished candidate at the end.
+/// checkpoints, and read the best finished candidate at the end.
 #[pyclass(module = "rshape_fast._core")]
 pub struct StreamingBestOfN {
     inner: CoreBestOfN,
@@ -262,9 +250,8 @@ pub struct StreamingBestOfN {
 impl StreamingBestOfN {
     #[new]
     #[pyo3(signature = (num_prompts, n))]
-    fn new(num_prompts: i64, n: i64) -> PyResult<Self> {
-        let inner = CoreBestOfN::new(positive("num_prompts", num_prompts)?, positive("n", n)?)
-            .map_err(to_pyerr)?;
+    fn new(num_prompts: i64, n: i64) -> Result<Self> {
+        let inner = CoreBestOfN::new(positive("num_prompts", num_prompts)?, positive("n", n)?)?;
         Ok(Self { inner })
     }
 
@@ -280,17 +267,16 @@ impl StreamingBestOfN {
         candidates: &Bound<'_, PyAny>,
         scores: &Bound<'_, PyAny>,
         finished: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+    ) -> Result<()> {
         let candidates = vector::<i64>(candidates, "candidates", Kinds::Integer)?;
         let scores = vector::<f32>(scores, "scores", Kinds::Real)?;
         let finished = vector::<bool>(finished, "finished", Kinds::Boolean)?;
-        self.inner
-            .record(
-                candidates.as_slice()?,
-                scores.as_slice()?,
-                finished.as_slice()?,
-            )
-            .map_err(to_pyerr)
+        self.inner.record(
+            candidates.as_slice()?,
+            scores.as_slice()?,
+            finished.as_slice()?,
+        )?;
+        Ok(())
     }
 
     /// Reject the weakest live candidates; returns their ids (int64, ascending).
@@ -305,23 +291,23 @@ impl StreamingBestOfN {
         &mut self,
         py: Python<'py>,
         reject_fraction: f64,
-    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let rejected = self.inner.prune(reject_fraction).map_err(to_pyerr)?;
+    ) -> Result<Bound<'py, PyArray1<i64>>> {
+        let rejected = self.inner.prune(reject_fraction)?;
         Ok(rejected.into_pyarray(py))
     }
 
     /// Live (not finished, not rejected) mask, bool `(num_prompts, n)`.
-    fn survivors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn survivors<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
         self.grid(py, self.inner.survivors())
     }
 
     /// Finished mask, bool `(num_prompts, n)`.
-    fn finished_mask<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn finished_mask<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
         self.grid(py, self.inner.finished_mask())
     }
 
     /// Latest recorded score per candidate, float32 `(num_prompts, n)`; NaN if never scored.
-    fn scores<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn scores<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
         self.grid(py, self.inner.scores().to_vec())
     }
 
@@ -335,25 +321,6 @@ impl StreamingBestOfN {
     #[getter]
     fn done(&self) -> bool {
         self.inner.done()
-    }
-
-    /// Soft best-of-N: per prompt, one finished candidate id drawn with probability
-    /// proportional to `exp(weight * score)` (int64, -1 where none finished).
-    ///
-    /// `weight` is finite and >= 0 (0 draws uniformly). Deterministic for a `seed` in
-    /// `[0, 2**64)`: one SplitMix64 stream gives one uniform per prompt in order, so a
-    /// prompt's draw does not depend on the other prompts.
-    #[pyo3(signature = (*, weight = 1.0, seed = 0))]
-    fn soft_pick<'py>(
-        &self,
-        py: Python<'py>,
-        weight: f64,
-        seed: i128,
-    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let seed = u64::try_from(seed)
-            .map_err(|_| parameter("seed", format!("must be in [0, 2**64), got {seed}")))?;
-        let picks = self.inner.soft_pick(weight, seed).map_err(to_pyerr)?;
-        Ok(picks.into_pyarray(py))
     }
 
     /// Number of prompts.
@@ -380,15 +347,8 @@ impl StreamingBestOfN {
 }
 
 impl StreamingBestOfN {
-    /// A row-major `Vec` as a `(num_prompts, n)` array.
-    fn grid<'py, T: Element>(
-        &self,
-        py: Python<'py>,
-        values: Vec<T>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let flat = values.into_pyarray(py);
-        Ok(flat
-            .reshape([self.inner.num_prompts(), self.inner.n()])?
-            .into_any())
+    /// A row-major `Vec` of one value per candidate as a `(num_prompts, n)` array.
+    fn grid<'py, T: Element>(&self, py: Python<'py>, values: Vec<T>) -> Bound<'py, PyArray2<T>> {
+        into_matrix(py, self.inner.num_prompts(), self.inner.n(), values)
     }
 }
