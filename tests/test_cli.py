@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rshape_fast.cli import DTYPES, _extra_providing, build_parser, main
+from rshape_fast.cli import DTYPES, _extra_providing, _reward, build_parser, main
 
 HEAVY_MODULES = ("torch", "transformers", "matplotlib")
 
@@ -116,8 +116,11 @@ def test_generate_help_prints_only_defaults_that_apply(capsys: pytest.CaptureFix
 def test_rm_is_repeatable_and_dtypes_are_checked() -> None:
     parser = build_parser()
     args = parser.parse_args(["generate", "--prompt", "x", "--rm", "a", "--rm", "b"])
-    assert args.rm == ["a", "b"]
-    assert parser.parse_args(["generate", "--prompt", "x"]).rm is None
+    assert _reward(args) == ["a", "b"]
+    assert _reward(parser.parse_args(["generate", "--prompt", "x", "--rm", "a"])) == "a"
+    assert _reward(parser.parse_args(["generate", "--prompt", "x"])) is None
+    base = parser.parse_args(["generate", "--prompt", "x", "--rm", "a", "--method", "base"])
+    assert _reward(base) is None
     with pytest.raises(SystemExit):
         parser.parse_args(["generate", "--prompt", "x", "--dtype", "float64"])
 
@@ -135,11 +138,19 @@ def test_prompt_and_prompts_file_exclude_each_other(tmp_path: Path) -> None:
         build_parser().parse_args(["generate"])
 
 
+def test_every_decoding_option_has_a_flag() -> None:
+    from rshape_fast.cli import KNOBS
+    from rshape_fast.decoding.options import DecodingOptions
+
+    flags = {knob.name for knob in KNOBS} | {"greedy", "chat_template", "stop"}
+    assert set(DecodingOptions.__dataclass_fields__) == flags
+
+
 @pytest.mark.model
 def test_generate_rows_carry_prompt_ids_and_dtype_reaches_the_loader(
     lm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rshape_fast.models
+    import rshape_fast.decoding.api
 
     calls: list[dict[str, Any]] = []
 
@@ -147,7 +158,7 @@ def test_generate_rows_carry_prompt_ids_and_dtype_reaches_the_loader(
         calls.append({"name": name, **kwargs})
         return lm
 
-    monkeypatch.setattr(rshape_fast.models, "load_lm", load_lm)
+    monkeypatch.setattr(rshape_fast.decoding.api, "load_lm", load_lm)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
         '{"id": "first", "prompt": "Say hello."}\n{"id": 7, "prompt": "Say goodbye."}\n',

@@ -33,6 +33,11 @@ def _delimiters(text: str) -> tuple[str, ...]:
     return tuple(text.encode().decode("unicode_escape").split(","))
 
 
+def _reward_scale(text: str) -> float | str:
+    """`--reward-scale` value: a number, or "auto"."""
+    return text if text == "auto" else float(text)
+
+
 @dataclass(frozen=True)
 class Knob:
     """A `DecodingOptions` field as a command-line flag.
@@ -111,15 +116,34 @@ KNOBS: list[Knob] = [
         "cd: value head folder written by `rshape cd-train`",
         "none; cd needs one",
     ),
+    Knob("--ensemble", "ensemble", str, "how several --rm combine"),
+    Knob("--uwo-weight", "uwo_weight", float, "uwo ensemble: weight of the members' variance"),
+    Knob(
+        "--reward-scale",
+        "reward_scale",
+        _reward_scale,
+        "divide rewards by this before shaping, or 'auto' (estimated from base decoding)",
+        "none",
+    ),
 ]
 
 
 def _add_knobs(parser: argparse.ArgumentParser) -> None:
-    from rshape_fast.decoding.options import PERTURBATIONS, SHAPINGS, DecodingOptions
+    from rshape_fast.decoding.options import (
+        ENSEMBLE_MODES,
+        PERTURBATIONS,
+        SHAPINGS,
+        DecodingOptions,
+    )
     from rshape_fast.decoding.registry import METHODS, TOKEN_LEVEL
 
     defaults = DecodingOptions()
-    choices = {"method": METHODS, "shaping": SHAPINGS, "perturbation": PERTURBATIONS}
+    choices = {
+        "method": METHODS,
+        "shaping": SHAPINGS,
+        "perturbation": PERTURBATIONS,
+        "ensemble": ENSEMBLE_MODES,
+    }
     group = parser.add_argument_group("decoding knobs")
     for knob in KNOBS:
         default = getattr(defaults, knob.name)
@@ -149,28 +173,27 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_models(parser: argparse.ArgumentParser) -> None:
-    """--lm, --rm (repeatable), --dtype, --rm-dtype and --device."""
+    """--lm, --rm (repeatable), --dtype, --rm-dtype and --device: what `generate` loads."""
     group = parser.add_argument_group("models")
     group.add_argument("--lm", default=DEFAULT_LM, help="LM: built-in name or HF folder")
     group.add_argument(
         "--rm",
         action="append",
-        help=f"steering reward model: built-in name or folder; repeat for an ensemble "
-        f"(default: {DEFAULT_REWARD_MODEL})",
+        help=f"steering reward model: built-in name or folder; repeat it for an ensemble "
+        f"(default: {DEFAULT_REWARD_MODEL}; none for --method base)",
     )
-    group.add_argument("--dtype", choices=DTYPES, help="LM weights (default: float32)")
-    group.add_argument("--rm-dtype", choices=DTYPES, help="reward model weights (default: float32)")
+    group.add_argument(
+        "--dtype", default=DTYPES[0], choices=DTYPES, help="weights of the LM (and reward models)"
+    )
+    group.add_argument("--rm-dtype", choices=DTYPES, help="reward model weights (default: --dtype)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
 
-def _reward_model_names(args: argparse.Namespace) -> list[str]:
-    """The `--rm` values given, or the default reward model."""
-    return list(args.rm or [DEFAULT_REWARD_MODEL])
-
-
-def _dtype_kwargs(name: str | None) -> dict[str, Any]:
-    """`dtype=` for a model loader when a dtype was named; else the loader's default holds."""
-    return {} if name is None else {"dtype": name}
+def _reward(args: argparse.Namespace) -> str | list[str] | None:
+    """`rm=` of generate: None (its default reward model), one name, or a list, the ensemble."""
+    if args.method == "base" or not args.rm:
+        return None
+    return args.rm[0] if len(args.rm) == 1 else list(args.rm)
 
 
 def _knobs(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,17 +215,8 @@ def _read_prompts(args: argparse.Namespace) -> tuple[list[str], list[str] | None
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from rshape_fast.decoding import generate
-    from rshape_fast.models import load_lm, load_reward_model
 
     prompts, keys = _read_prompts(args)
-    lm = load_lm(args.lm, device=args.device, **_dtype_kwargs(args.dtype))
-    # `base` decodes from the LM alone: no reward model to load.
-    rms = [
-        load_reward_model(name, device=args.device, **_dtype_kwargs(args.rm_dtype))
-        for name in ([] if args.method == "base" else _reward_model_names(args))
-    ]
-    # Several --rm are handed to generate as a list, the ensemble; one is passed as itself.
-    rm: Any = None if not rms else rms[0] if len(rms) == 1 else rms
     out = open(args.output, "a", encoding="utf-8") if args.output else None
     try:
 
@@ -217,9 +231,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         generate(
             prompts,
             keys=keys,
-            lm=lm,
-            rm=rm,
+            lm=args.lm,
+            rm=_reward(args),
             device=args.device,
+            dtype=args.dtype,
+            rm_dtype=args.rm_dtype,
             progress=not args.quiet,
             on_result=write,
             **_knobs(args),
