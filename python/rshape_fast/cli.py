@@ -175,7 +175,9 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
 def _add_models(parser: argparse.ArgumentParser) -> None:
     """--lm, --rm (repeatable), --dtype, --rm-dtype and --device: what `generate` loads."""
     group = parser.add_argument_group("models")
-    group.add_argument("--lm", default=DEFAULT_LM, help="LM: built-in name or HF folder")
+    group.add_argument(
+        "--lm", default=DEFAULT_LM, help=f"LM: built-in name or HF folder (default: {DEFAULT_LM})"
+    )
     group.add_argument(
         "--rm",
         action="append",
@@ -183,10 +185,13 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
         f"(default: {DEFAULT_REWARD_MODEL}; none for --method base)",
     )
     group.add_argument(
-        "--dtype", default=DTYPES[0], choices=DTYPES, help="weights of the LM (and reward models)"
+        "--dtype",
+        default=DTYPES[0],
+        choices=DTYPES,
+        help=f"weights of the LM and the reward models (default: {DTYPES[0]})",
     )
     group.add_argument("--rm-dtype", choices=DTYPES, help="reward model weights (default: --dtype)")
-    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
 
 
 def _reward(args: argparse.Namespace) -> str | list[str] | None:
