@@ -196,7 +196,7 @@ def bench_sample(batches: list[int], vocab: int, budget: float) -> None:
                 )
                 same = ours == numpy_sample_tokens(x, u, **knobs)
                 if torch is not None:
-                    from rshape_fast.decoding.sampling import sample_tokens_torch
+                    from rshape_fast.decoding.token_draws import sample_tokens_torch
 
                     xt = torch.from_numpy(x)
                     t_torch = median_seconds(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from rshape_fast.errors import InvalidInputError, ModelError
@@ -56,7 +56,9 @@ def cache_keyword(model: torch.nn.Module) -> str:
     raise ModelError(f"{type(model).__name__}.forward takes no KV cache argument")
 
 
-def _check_plain_layers(cache: DynamicCache) -> None:
+def _plain_layers(cache: DynamicCache) -> list[DynamicLayer]:
+    """The cache's layers, each a plain dynamic layer holding every position's column."""
+    layers = []
     for layer in cache.layers:
         if (
             not isinstance(layer, DynamicLayer)
@@ -70,6 +72,8 @@ def _check_plain_layers(cache: DynamicCache) -> None:
                 f"keeping one candidate column needs a plain dynamic KV cache, got "
                 f"{type(layer).__name__}"
             )
+        layers.append(layer)
+    return layers
 
 
 class KVBatch:
@@ -81,12 +85,13 @@ class KVBatch:
     `calls` counts forwards and `tokens[row]` the tokens each row ran, for cost accounting.
     """
 
-    def __init__(self, model: torch.nn.Module, rows: Sequence[Sequence[int]], pad_id: int) -> None:
+    def __init__(self, model: PreTrainedModel, rows: Sequence[Sequence[int]], pad_id: int) -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self._cache_kw = cache_keyword(model)
         ids, mask = left_pad(rows, pad_id, self.device)
-        self.cache = DynamicCache(config=model.config)
+        self.config = model.config
+        self.cache = DynamicCache(config=self.config)
         self.mask = mask[:, :0]  # the columns held in the cache
         self.pending_ids = ids
         self.pending_mask = mask
@@ -203,16 +208,16 @@ class KVBatch:
     def keep_column(self, columns: int, chosen: torch.Tensor) -> None:
         """Of the last `columns` cache columns, keep column `chosen[row]` of each row as that
         row's next real token and drop the rest."""
-        _check_plain_layers(self.cache)
+        layers = _plain_layers(self.cache)
         past = int(self.mask.shape[1])
         if int(self.cache.get_seq_length()) != past + columns:
             raise ModelError("keep_column: the cache does not end with the given columns")
         index = torch.arange(self.rows, device=self.device)
         column = past + chosen.to(self.device)
-        for layer in self.cache.layers:
+        for layer in layers:
             # [rows, heads, past + columns, dim] -> [rows, heads, past + 1, dim]
             keys, values = layer.keys, layer.values
-            assert keys is not None and values is not None
+            assert keys is not None and values is not None  # checked by _plain_layers
             layer.keys = torch.cat([keys[:, :, :past], keys[index, :, column].unsqueeze(2)], 2)
             layer.values = torch.cat(
                 [values[:, :, :past], values[index, :, column].unsqueeze(2)], 2
@@ -227,7 +232,7 @@ class KVBatch:
         else:
             # transformers skips an empty cache, which would keep the old row count; an
             # empty cache holds nothing worth keeping, so start a fresh one.
-            self.cache = DynamicCache(config=self.model.config)
+            self.cache = DynamicCache(config=self.config)
         self.mask = self.mask[index]
         self.pending_ids = self.pending_ids[index]
         self.pending_mask = self.pending_mask[index]

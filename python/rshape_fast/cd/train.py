@@ -17,29 +17,30 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from rshape_fast.cd.data import CDDataset
-from rshape_fast.cd.value_head import ValueHead
+from rshape_fast.decoding.options import SEQUENCE_CAPS
+from rshape_fast.decoding.value_head import ValueHead
 from rshape_fast.errors import InvalidInputError, ParameterError
 from rshape_fast.shaping import SCHEMES, ShapeParams, shape_rewards
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Knobs of `train_value_head`; the shaping defaults are the CD ones (§2.4)."""
+    """Knobs of `train_value_head`; the shaping defaults are the CD ones
+    (docs/algorithms.md §2.4) with the sequence-level caps."""
 
     shaping: str = "srs"
     bound: float = 15.0
     beta: float = 0.667
     alpha: float = 1.0
-    spread_ratio: float = 2.0
-    max_weight: float | None = None
-    max_exponent: float | None = 2.0
-    cap: float = 1.0
+    spread_ratio: float = SEQUENCE_CAPS["spread_ratio"]
+    max_weight: float | None = SEQUENCE_CAPS["max_weight"]
+    max_exponent: float | None = SEQUENCE_CAPS["max_exponent"]
+    cap: float = ShapeParams().cap
     width: int = 256
     td_weight: float = 1.0
     val_fraction: float = 0.2
@@ -62,17 +63,20 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ParameterError(f"{name}: must be finite and >= 0, got {value!r}")
+        self.shape_params  # noqa: B018 (the core checks the shaping knobs)
 
-    def shaping_kwargs(self) -> dict[str, Any]:
-        return {
-            "bound": self.bound,
-            "beta": self.beta,
-            "alpha": self.alpha,
-            "spread_ratio": self.spread_ratio,
-            "max_weight": self.max_weight,
-            "max_exponent": self.max_exponent,
-            "cap": self.cap,
-        }
+    @property
+    def shape_params(self) -> ShapeParams:
+        """The shaping knobs of the targets (validated by the core)."""
+        return ShapeParams(
+            bound=self.bound,
+            beta=self.beta,
+            alpha=self.alpha,
+            spread_ratio=self.spread_ratio,
+            max_weight=self.max_weight,
+            max_exponent=self.max_exponent,
+            cap=self.cap,
+        )
 
 
 @dataclass
@@ -91,7 +95,7 @@ def shaped_targets(rewards: np.ndarray, config: TrainConfig) -> np.ndarray:
             rewards,
             scheme=config.shaping,
             probs=None,
-            params=ShapeParams(**config.shaping_kwargs()),
+            params=config.shape_params,
         ),
         dtype=np.float64,
     )

@@ -23,6 +23,7 @@ from typing import TypeGuard
 
 import numpy as np
 import torch
+from transformers import PreTrainedModel
 
 from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
 from rshape_fast.errors import InvalidInputError, ModelError, NonFiniteError
@@ -44,6 +45,8 @@ class CachedCandidateScorer:
         if parts is None:
             raise ModelError("the cached scorer needs a decoder reward model with a score head")
         backbone, self.head = parts
+        if not isinstance(backbone, PreTrainedModel):
+            raise ModelError(f"the reward model's body is a {type(backbone).__name__}")
         heads, tails = zip(*(rm.template_ids(p) for p in prompts), strict=True)
         if len({tuple(t) for t in tails}) != 1:
             # The tail follows the response, so it can only vary if the template puts the
