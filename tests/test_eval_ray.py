@@ -139,6 +139,14 @@ def test_an_interrupted_driver_resumes_on_workers(
     _check_complete(path, reference)
 
 
+def test_more_workers_than_the_cluster_has_cpus_are_refused(
+    ray_cluster: Any, config: EvalConfig, tmp_path: Path
+) -> None:
+    with pytest.raises(DistributedError, match="3 workers need 3 CPUs; the Ray cluster has 2"):
+        run_eval(config, tmp_path / "run.jsonl", workers=3, progress=False)
+    assert ray_cluster.is_initialized()  # a cluster the run did not start is left running
+
+
 def test_workers_without_ray_say_which_extra_to_install(
     config: EvalConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

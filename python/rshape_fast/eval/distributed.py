@@ -90,7 +90,7 @@ def run_distributed(
     workers that died.
 
     Raises:
-        DistributedError: Ray is not installed.
+        DistributedError: Ray is not installed, or the cluster has fewer CPUs than workers.
         WorkersLostError: every worker died before the tasks were done.
     """
     ray = import_ray()
@@ -100,11 +100,16 @@ def run_distributed(
             ray.init(num_cpus=workers, include_dashboard=False)
         else:
             ray.init(address=address)
-    count = workers if workers is not None else max(1, int(ray.cluster_resources().get("CPU", 1)))
-    actor_class = ray.remote(num_cpus=1)(EvalWorker)
-    actors = {f"w{i}": actor_class.remote(f"w{i}", config, device) for i in range(count)}
+    actors: dict[str, Any] = {}
     lost: list[str] = []
     try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        count = workers if workers is not None else max(1, cpus)
+        if count > cpus:
+            # An actor the cluster cannot place would hold its tasks forever.
+            raise DistributedError(f"{count} workers need {count} CPUs; the Ray cluster has {cpus}")
+        actor_class = ray.remote(num_cpus=1)(EvalWorker)
+        actors = {f"w{i}": actor_class.remote(f"w{i}", config, device) for i in range(count)}
         _dispatch(ray, tasks, actors, lost, writer, digest=digest, keep_going=keep_going)
     finally:
         for handle in actors.values():
