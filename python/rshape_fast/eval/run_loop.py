@@ -137,6 +137,7 @@ class RunWriter:
             self.bar.set_description(text[:60])
 
     def close(self) -> None:
+        """Close the progress bar (the run file is closed by its owner)."""
         if self.bar is not None:
             self.bar.close()
 
