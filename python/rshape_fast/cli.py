@@ -88,7 +88,6 @@ KNOBS: list[Knob] = [
         "segment_delimiters",
         _delimiters,
         "segment ends: 'a,b', with \\n escapes",
-        "newline and . ! ?",
     ),
     Knob(
         "--entropy-threshold",
@@ -106,7 +105,7 @@ KNOBS: list[Knob] = [
         "accept_threshold",
         float,
         "segment: fixed acceptance reward",
-        "the SRS threshold of each round",
+        "m* of the segments drawn so far",
     ),
     Knob("--beam-width", "beam_width", int, "segment_beam: prefixes kept per prompt"),
     Knob(
@@ -147,6 +146,12 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding knobs")
     for knob in KNOBS:
         default = getattr(defaults, knob.name)
+        # A tuple default is shown in the flag's own syntax, e.g. '\\n,.,!,?'.
+        value = (
+            ",".join(default).encode("unicode_escape").decode()
+            if isinstance(default, tuple)
+            else default
+        )
         group.add_argument(
             knob.flag,
             dest=knob.name,
@@ -154,7 +159,7 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
             default=default,
             choices=choices.get(knob.name),
             # argparse expands %-formats in help texts.
-            help=f"{knob.text} (default: {knob.shown.format(default)})".replace("%", "%%"),
+            help=f"{knob.text} (default: {knob.shown.format(value)})".replace("%", "%%"),
         )
     group.add_argument(
         "--sample",
