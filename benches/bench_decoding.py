@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from common import add_device_flag, check_device, print_load
 from rshape_fast.decoding import generate
 from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
@@ -36,11 +37,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the batched run")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--quick", action="store_true", help="16 tokens, 1 naive prompt")
+    parser.add_argument("--dtype", default="float32", help="dtype of both models")
+    add_device_flag(parser)
     args = parser.parse_args()
+    check_device(args.device)
+    print_load()
     if args.quick:
         args.tokens, args.naive_prompts = 16, 1
     torch.set_num_threads(args.threads)
-    lm, rm = load_lm(), load_reward_model()
+    lm = load_lm(device=args.device, dtype=args.dtype)
+    rm = load_reward_model(device=args.device, dtype=args.dtype)
     prompts = [
         p.text for p in load_prompts(split="test", limit=max(args.batch, args.naive_prompts))
     ]
@@ -73,7 +79,8 @@ def main() -> None:
 
     naive_rate = naive_tokens / naive_s
     print(
-        f"\nSRS-ARGS, k=10, λ=0.5, greedy, {args.tokens} new tokens, {args.threads} torch threads"
+        f"\nSRS-ARGS, k=10, λ=0.5, greedy, {args.tokens} new tokens, {args.threads} torch "
+        f"threads, {args.dtype}"
     )
     print(f"{'run':<34}{'tokens':>8}{'seconds':>10}{'tokens/s':>10}{'× naive':>9}")
     rows = [

@@ -22,6 +22,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from common import add_device_flag, check_device, print_load
+
 import torch
 
 from rshape_fast.eval.grid import EvalConfig
@@ -29,9 +31,10 @@ from rshape_fast.eval.run_file import read_run
 from rshape_fast.eval.run_loop import RunSummary, run_eval
 
 
-def grid(prompts: int, tokens: int) -> EvalConfig:
+def grid(prompts: int, tokens: int, device: str) -> EvalConfig:
     """The benchmark's grid: three greedy token-level points and one sampled bon point."""
     return EvalConfig(
+        device=device,
         base={"max_new_tokens": tokens, "k": 10, "weight": 0.5, "batch_size": 4},
         grid=[
             {"method": ["base"]},
@@ -60,8 +63,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8, help="bundled test prompts")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per response")
+    add_device_flag(parser)
     args = parser.parse_args()
-    config = grid(args.prompts, args.tokens)
+    check_device(args.device)
+    print_load()
+    config = grid(args.prompts, args.tokens, args.device)
     # One worker = one core: this process decodes with one torch thread, as each Ray
     # worker does (Ray sets OMP_NUM_THREADS to the actor's one CPU).
     torch.set_num_threads(1)

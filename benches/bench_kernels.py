@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 import rshape_fast
+from common import add_device_flag, check_device, print_load
 
 try:  # torch is optional: without it the torch column reads n/a
     import torch
@@ -103,25 +104,43 @@ def numpy_sample_tokens(
     return np.minimum(picked, x.shape[1] - 1)
 
 
-def bench_topk(batches: list[int], vocabs: list[int], ks: list[int], budget: float) -> None:
+def on_device(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    """`fn`, waiting for the device to finish (CUDA runs asynchronously)."""
+    if not device.startswith("cuda"):
+        return fn
+    assert torch is not None
+
+    def synced() -> object:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return synced
+
+
+def bench_topk(
+    batches: list[int], vocabs: list[int], ks: list[int], budget: float, device: str = "cpu"
+) -> None:
     rng = np.random.default_rng(0)
     header = (
         f"{'B':>3} {'V':>7} {'k':>3} | {'ours us':>9} {'torch us':>9} {'numpy us':>10} | "
         f"{'torch/ours':>10} {'numpy/ours':>10} | {'ours GB/s':>9} {'max GB/s':>9} {'floor %':>7}"
     )
-    print("\ntop-k over float32 logits [B, V]")
+    print(f"\ntop-k over float32 logits [B, V] (torch on {device})")
     print(header)
     print("-" * len(header))
     for b in batches:
         for v in vocabs:
             x = (rng.standard_normal((b, v), dtype=np.float32) * 3.0).astype(np.float32)
-            xt = torch.from_numpy(x) if torch is not None else None
+            xt = torch.from_numpy(x).to(device) if torch is not None else None
             nbytes = x.nbytes
             t_max = median_seconds(lambda x=x: np.max(x, axis=1), budget=budget)
             for k in ks:
                 t_ours = median_seconds(lambda x=x, k=k: rshape_fast.topk(x, k), budget=budget)
                 if xt is not None:
-                    t_torch = median_seconds(lambda xt=xt, k=k: torch.topk(xt, k), budget=budget)
+                    t_torch = median_seconds(
+                        on_device(lambda xt=xt, k=k: torch.topk(xt, k), device), budget=budget
+                    )
                     torch_cols = f"{t_torch * 1e6:>9.1f}"
                     torch_ratio = f"{t_torch / t_ours:>10.1f}"
                 else:
@@ -219,7 +238,10 @@ def bench_sample(batches: list[int], vocab: int, budget: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, shorter repeats")
+    add_device_flag(parser)
     args = parser.parse_args()
+    check_device(args.device)
+    print_load()
     if torch is not None:
         torch.set_num_threads(1)
     print(
@@ -228,11 +250,13 @@ def main() -> None:
         f"{platform.machine()}, {os.cpu_count()} CPUs"
     )
     if args.quick:
-        bench_topk([1, 64], [32000, 151936], [10], budget=0.1)
+        bench_topk([1, 64], [32000, 151936], [10], budget=0.1, device=args.device)
         bench_fuse([(64, 10)], budget=0.2)
         bench_sample([8], 49152, budget=0.2)
     else:
-        bench_topk([1, 16, 64], [32000, 49152, 128256, 151936], [10, 40], budget=0.5)
+        bench_topk(
+            [1, 16, 64], [32000, 49152, 128256, 151936], [10, 40], budget=0.5, device=args.device
+        )
         bench_fuse([(1, 10), (16, 10), (64, 10), (64, 40), (256, 10)], budget=0.5)
         bench_sample([1, 32, 256], 49152, budget=0.5)
 

@@ -16,14 +16,11 @@ relative to `bon`. Run it on the train split to pick `checkpoint_tokens` and
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 
+from common import add_device_flag, check_device, print_load
 from rshape_fast._core import StreamingBestOfN
 from rshape_fast.decoding.best_of_n import draw_samples
 from rshape_fast.decoding.options import DecodingOptions
@@ -31,6 +28,7 @@ from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.response_sampler import score_texts
 from rshape_fast.decoding.results import Cost
 from rshape_fast.decoding.reward_scorers import PartialResponseScorer, shares_cache
+from rshape_fast.decoding.token_draws import prompt_key
 from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
 
@@ -46,14 +44,15 @@ class Trajectory:
 
 
 def sample_trajectories(
-    prompts: list[str], n: int, budget: int, every: int, seed: int
+    prompts: list[str], n: int, budget: int, every: int, seed: int, device: str
 ) -> list[Trajectory]:
-    lm, rm = load_lm(), load_reward_model()
+    lm, rm = load_lm(device=device), load_reward_model(device=device)
     if not shares_cache(rm, lm):  # checked before minutes of sampling, not after
         raise SystemExit("this bench needs a decoder reward model that reads the LM's ids")
     options = DecodingOptions(method="bon", n=n, max_new_tokens=budget, seed=seed, top_p=0.9)
     costs, timer = [Cost() for _ in prompts], PhaseTimer()
-    sampler, groups = draw_samples(lm, prompts, list(range(len(prompts))), options, costs, timer)
+    keys = [prompt_key(p) for p in prompts]  # keyed as generate keys them
+    sampler, groups = draw_samples(lm, prompts, keys, options, costs, timer)
     sampler.run()
     samples = [s for group in groups for s in group]
     owners = [s.owner for s in samples]
@@ -121,11 +120,16 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=16, help="partial scoring interval")
     parser.add_argument("--fractions", default="0.3,0.5,0.7", help="reject fractions")
     parser.add_argument("--seed", type=int, default=0)
+    add_device_flag(parser)
     args = parser.parse_args()
+    check_device(args.device)
+    print_load()
     if not 1 <= args.every < args.max_new_tokens:
         parser.error("--every must be at least 1 and below --max-new-tokens")
     prompts = [p.text for p in load_prompts(split=args.split)][: args.prompts]
-    trajectories = sample_trajectories(prompts, args.n, args.max_new_tokens, args.every, args.seed)
+    trajectories = sample_trajectories(
+        prompts, args.n, args.max_new_tokens, args.every, args.seed, args.device
+    )
     bon_reward = float(
         np.mean(
             [

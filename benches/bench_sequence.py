@@ -2,11 +2,16 @@
 
 1. `streaming_bon` (early rejection) against `bon` at N ∈ {8, 16, 32}: mean final steering
    reward, generated tokens, wall time, and the ratios streaming / bon.
+1b. As Speculative Rejection measures it, the compute needed to reach a reward: for each N,
+   the generated tokens and seconds `streaming_bon` needs (starting from N, 2N or 4N
+   samples) to reach `bon`'s mean reward at N; both methods' reward at about equal generated
+   tokens (streaming from 2N); and the loss at fixed N as a share of best-of-N's gain over a
+   single base sample.
 2. `segment_beam` and (given `--value-head`) `cd` against `bon` and `args` at roughly
    matched wall time: for each, `bon`'s N is picked so its time, extrapolated from part 1,
    matches that method's.
 
-Prints markdown tables; never asserts anything about timings (architecture.md).
+Prints markdown tables; never asserts anything about timings (docs/architecture.md).
 
     python benches/bench_sequence.py            # 8 test prompts, 48 new tokens
     python benches/bench_sequence.py --quick    # 4 prompts, 16 new tokens, N ∈ {4, 8}
@@ -16,15 +21,12 @@ Prints markdown tables; never asserts anything about timings (architecture.md).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 import numpy as np
 
+from common import add_device_flag, check_device, print_load
 from rshape_fast.decoding import generate
 from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
@@ -52,13 +54,16 @@ def main() -> None:
     parser.add_argument("--ns", type=str, help="comma-separated N values")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--value-head", help="a value head folder: adds `cd` to part 2")
+    add_device_flag(parser)
     args = parser.parse_args()
+    check_device(args.device)
+    print_load()
     count = args.prompts or (4 if args.quick else 8)
     budget = args.max_new_tokens or (16 if args.quick else 48)
     ns = [int(x) for x in (args.ns or ("4,8" if args.quick else "8,16,32")).split(",")]
     checkpoint = max(budget // 4, 2)
     prompts = [p.text for p in load_prompts(split="test")][:count]
-    lm, rm = load_lm(), load_reward_model()
+    lm, rm = load_lm(device=args.device), load_reward_model(device=args.device)
     common = dict(max_new_tokens=budget, seed=args.seed, top_p=0.9, batch_size=count)
     print(
         f"## sequence-level methods: {count} test prompts, {budget} new tokens, "
@@ -73,18 +78,25 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     per_sample_seconds = []
     bon_by_n = {}
+    stream_by_n: dict[int, dict[str, float]] = {}
+
+    def streaming(n: int) -> dict[str, float]:
+        if n not in stream_by_n:
+            stream_by_n[n] = run(
+                prompts,
+                lm,
+                rm,
+                method="streaming_bon",
+                n=n,
+                checkpoint_tokens=checkpoint,
+                reject_fraction=0.5,
+                **common,
+            )
+        return stream_by_n[n]
+
     for n in ns:
         bon = run(prompts, lm, rm, method="bon", n=n, **common)
-        stream = run(
-            prompts,
-            lm,
-            rm,
-            method="streaming_bon",
-            n=n,
-            checkpoint_tokens=checkpoint,
-            reject_fraction=0.5,
-            **common,
-        )
+        stream = streaming(n)
         bon_by_n[n] = bon
         per_sample_seconds.append(bon["seconds"] / n)
         print(
@@ -94,6 +106,36 @@ def main() -> None:
             f"| {stream['seconds'] / bon['seconds']:.2f} |",
             flush=True,
         )
+
+    print("\n### streaming_bon measured by the compute it needs to reach bon's reward\n")
+    single = run(prompts, lm, rm, method="bon", n=1, **common)  # one base sample
+    print(
+        "| N | bon reward | bon tokens | bon s | streaming N' reaching it | its reward "
+        "| its tokens | its s | tokens / bon | streaming(2N) reward at tokens "
+        "| loss at N / bon's gain |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in ns:
+        bon = bon_by_n[n]
+        reached = next(
+            (m for m in (n, 2 * n, 4 * n) if streaming(m)["reward"] >= bon["reward"]), None
+        )
+        hit = streaming(reached) if reached is not None else None
+        double = streaming(2 * n)
+        gain = bon["reward"] - single["reward"]
+        loss = (bon["reward"] - stream_by_n[n]["reward"]) / gain if gain > 0 else float("nan")
+        reach = (
+            f"{reached} | {hit['reward']:.3f} | {hit['tokens']:.0f} | {hit['seconds']:.1f} "
+            f"| {hit['tokens'] / bon['tokens']:.2f}"
+            if hit is not None and reached is not None
+            else "none of N, 2N, 4N | – | – | – | –"
+        )
+        print(
+            f"| {n} | {bon['reward']:.3f} | {bon['tokens']:.0f} | {bon['seconds']:.1f} | {reach} "
+            f"| {double['reward']:.3f} at {double['tokens']:.0f} | {loss:.1%} |",
+            flush=True,
+        )
+    print(f"\n(one base sample: mean reward {single['reward']:.3f})")
 
     print("\n### segment_beam and cd vs bon vs args at matched wall time\n")
     rows = [

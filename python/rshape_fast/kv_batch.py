@@ -21,7 +21,7 @@ from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from rshape_fast.errors import InvalidInputError, ModelError
 
-__all__ = ["KVBatch", "cache_keyword", "left_pad", "positions"]
+__all__ = ["KVBatch", "block_mask", "cache_keyword", "left_pad", "positions"]
 
 
 def left_pad(
@@ -74,6 +74,33 @@ def _plain_layers(cache: DynamicCache) -> list[DynamicLayer]:
             )
         layers.append(layer)
     return layers
+
+
+def block_mask(full: torch.Tensor, pend: int, n_blocks: int, block: int) -> torch.Tensor:
+    """Boolean `[rows, q, kv]`: who may attend to whom in one block forward.
+
+    `full` is the mask of the cached columns followed by `pend` pending ones; the queries are
+    the pending tokens and then `n_blocks` blocks of `block` tokens each.
+    """
+    rows, kv_prev = full.shape  # kv_prev = past + pend
+    past = kv_prev - pend
+    q = pend + n_blocks * block
+    dev = full.device
+    allowed = torch.zeros((rows, q, kv_prev + n_blocks * block), dtype=torch.bool, device=dev)
+    real = full.bool()
+    # Everyone sees the real cached prefix.
+    allowed[:, :, :past] = real[:, :past].unsqueeze(1)
+    # Pending tokens: causal among themselves (and only real ones).
+    causal = torch.ones((pend, pend), dtype=torch.bool, device=dev).tril()
+    allowed[:, :pend, past:kv_prev] = causal.unsqueeze(0) & real[:, past:].unsqueeze(1)
+    # Blocks see all real pending tokens, and their own block causally.
+    allowed[:, pend:, past:kv_prev] = real[:, past:].unsqueeze(1)
+    own = torch.block_diag(*[torch.ones((block, block), dtype=torch.bool)] * n_blocks).tril()
+    allowed[:, pend:, kv_prev:] = own.to(dev).unsqueeze(0)
+    # A padding query row must see something, or softmax turns it into NaN.
+    diag = torch.arange(pend, device=dev)
+    allowed[:, diag, past + diag] = True
+    return allowed
 
 
 class KVBatch:
@@ -163,7 +190,7 @@ class KVBatch:
             offsets = torch.arange(block_len, device=self.device).repeat(n_blocks)
             block_pos = seen + offsets.unsqueeze(0)
         pos = torch.cat([positions(full)[:, past:], block_pos], dim=1)
-        allowed = self._block_mask(full, pend, n_blocks, block_len)
+        allowed = block_mask(full, pend, n_blocks, block_len)
         dtype = next(self.model.parameters()).dtype
         bias = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
         bias.masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -178,28 +205,6 @@ class KVBatch:
         self._commit_pending()
         self.tokens = [t + int(blocks.shape[1]) for t in self.tokens]
         return out
-
-    def _block_mask(self, full: torch.Tensor, pend: int, n_blocks: int, block: int) -> torch.Tensor:
-        """Boolean `[rows, q, kv]`: who may attend to whom in one block forward."""
-        rows, kv_prev = full.shape  # kv_prev = past + pend
-        past = kv_prev - pend
-        q = pend + n_blocks * block
-        dev = self.device
-        allowed = torch.zeros((rows, q, kv_prev + n_blocks * block), dtype=torch.bool, device=dev)
-        real = full.bool()
-        # Everyone sees the real cached prefix.
-        allowed[:, :, :past] = real[:, :past].unsqueeze(1)
-        # Pending tokens: causal among themselves (and only real ones).
-        causal = torch.ones((pend, pend), dtype=torch.bool, device=dev).tril()
-        allowed[:, :pend, past:kv_prev] = causal.unsqueeze(0) & real[:, past:].unsqueeze(1)
-        # Blocks see all real pending tokens, and their own block causally.
-        allowed[:, pend:, past:kv_prev] = real[:, past:].unsqueeze(1)
-        own = torch.block_diag(*[torch.ones((block, block), dtype=torch.bool)] * n_blocks).tril()
-        allowed[:, pend:, kv_prev:] = own.to(dev).unsqueeze(0)
-        # A padding query row must see something, or softmax turns it into NaN.
-        diag = torch.arange(pend, device=dev)
-        allowed[:, diag, past + diag] = True
-        return allowed
 
     def crop(self, columns: int) -> None:
         """Drop the last `columns` cache columns (scratch blocks)."""
