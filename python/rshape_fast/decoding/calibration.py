@@ -34,9 +34,10 @@ from rshape_fast.models import LanguageModel
 CALIBRATION_PROMPTS = 8
 CALIBRATION_STEPS = 8
 
-# reward -> {(LM, k): scale}: a run estimates once, whatever its batches and grid points;
-# weak keys, so a cached estimate never keeps a model alive.
-_ESTIMATES: weakref.WeakKeyDictionary[object, dict[tuple[int, int], float]] = (
+# first reward model -> {(LM, members, mode, k): scale}: a run estimates once, whatever its
+# batches and grid points (an ensemble is rebuilt per call, its members are not); weak
+# keys, so a cached estimate never keeps a model alive.
+_ESTIMATES: weakref.WeakKeyDictionary[object, dict[tuple[object, ...], float]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -82,9 +83,12 @@ def resolve_reward_scale(
         return None
     if options.reward_scale != "auto":
         return float(options.reward_scale)
-    known = _ESTIMATES.setdefault(reward, {})
-    # The LM is alive while `reward` is in use with it, so its id cannot be reused meanwhile.
-    key = (id(lm), options.k)
+    members = reward.members if isinstance(reward, RewardEnsemble) else [reward]
+    known = _ESTIMATES.setdefault(members[0], {})
+    # The LM and members are alive while the first member is in use with them, so their ids
+    # cannot be reused meanwhile.
+    mode = (reward.mode, reward.uwo_weight) if isinstance(reward, RewardEnsemble) else None
+    key = (id(lm), tuple(id(m) for m in members), mode, options.k)
     if key not in known:
         from rshape_fast.prompts import load_prompts
 

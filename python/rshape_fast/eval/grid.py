@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
 from rshape_fast.errors import InvalidInputError, ParameterError
 
 if sys.version_info >= (3, 11):
@@ -46,7 +47,8 @@ __all__ = [
     "selector_name",
 ]
 
-FORMAT_VERSION = 1
+# 2: draws keyed by prompt id, and the models' dtypes in the config hash.
+FORMAT_VERSION = 2
 """Version of the run file's layout; part of the config hash, so that a file of another
 layout is never resumed."""
 
@@ -128,7 +130,10 @@ class EvalConfig:
         split: keep only this split (``"test"`` by default; ``None`` for both).
         limit: keep at most this many prompts.
         lm, rm: the language model and steering reward model (built-in names or local
-            Hugging Face folders).
+            Hugging Face folders); `rm` may list several, an ensemble combined by the
+            `ensemble` knob ("mean", "min", "uwo", "logsigmoid"; a grid axis like any).
+        dtype, rm_dtype: the dtypes the models are loaded in ("float32", "bfloat16",
+            "float16"; `rm_dtype` None follows `dtype`).
         baselines: selectors (``"method=args,shaping=raw"``) of the points every
             configuration is compared with; empty means :data:`DEFAULT_BASELINES`.
         judges: held-out judges of the metrics phase.
@@ -139,12 +144,16 @@ class EvalConfig:
     prompts_file: str | None = None
     split: str | None = "test"
     limit: int | None = None
-    lm: str = "smollm2-135m-instruct"
-    rm: str = "smollm2-sentiment"
+    lm: str = DEFAULT_LM
+    rm: str | list[str] = DEFAULT_REWARD_MODEL
+    dtype: str = "float32"
+    rm_dtype: str | None = None
     baselines: list[str] = field(default_factory=list)
     judges: list[str] = field(default_factory=lambda: list(DEFAULT_JUDGES))
 
     def __post_init__(self) -> None:
+        if isinstance(self.rm, list) and not self.rm:
+            raise ParameterError("rm: an ensemble needs at least one reward model")
         _check_knobs(self.base, "base")
         for i, block in enumerate(self.grid):
             if not isinstance(block, Mapping) or not block:
@@ -177,7 +186,8 @@ def load_config(path: str | Path) -> EvalConfig:
         split = "test"                      # optional
         limit = 16                          # optional
         lm = "smollm2-135m-instruct"        # optional
-        rm = "smollm2-sentiment"            # optional
+        rm = "smollm2-sentiment"            # optional; a list is an ensemble
+        dtype = "float32"                   # optional; rm_dtype too
         baselines = ["method=base", "method=args,shaping=raw"]
         judges = ["vader", "minilm"]
 
@@ -269,8 +279,8 @@ def expand_grid(config: EvalConfig) -> list[GridPoint]:
 def config_hash(config: EvalConfig, points: Sequence[GridPoint], prompts: Sequence[Any]) -> str:
     """SHA-256 (first 16 hex digits) of what determines the generations.
 
-    Covers the points' full knobs, the prompt ids and texts and the two models; not the
-    baselines or judges, which only change the metrics.
+    Covers the points' full knobs, the prompt ids and texts, the models and their dtypes;
+    not the baselines or judges, which only change the metrics.
     """
     payload = {
         "format": FORMAT_VERSION,
@@ -278,6 +288,7 @@ def config_hash(config: EvalConfig, points: Sequence[GridPoint], prompts: Sequen
         "prompts": [[p.id, p.text] for p in prompts],
         "lm": config.lm,
         "rm": config.rm,
+        "dtype": [config.dtype, config.rm_dtype or config.dtype],
     }
     text = json.dumps(payload, sort_keys=True, default=list, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -52,15 +52,20 @@ def load_models(
     config: EvalConfig, device: str, *, lm: Any = None, rm: Any = None
 ) -> tuple[Any, Any]:
     """The language model and the steering reward model: `lm` and `rm` where given, else
-    loaded from the names or folders of the config.
+    loaded from the names or folders of the config, in its dtypes. Several reward models
+    come back as a list: each point's `ensemble` knob combines them.
 
     The steering reward scores every point's responses, base included, so both are needed.
     """
     from rshape_fast.models import load_lm, load_reward_model
 
-    model = lm if lm is not None else load_lm(config.lm, device=device)
-    reward = rm if rm is not None else load_reward_model(config.rm, device=device)
-    return model, reward
+    model = lm if lm is not None else load_lm(config.lm, device=device, dtype=config.dtype)
+    if rm is not None:
+        return model, rm
+    rm_dtype = config.rm_dtype or config.dtype
+    names = config.rm if isinstance(config.rm, list) else [config.rm]
+    members = [load_reward_model(name, device=device, dtype=rm_dtype) for name in names]
+    return model, members if isinstance(config.rm, list) else members[0]
 
 
 def worker_identity(worker_id: int | str) -> dict[str, Any]:
