@@ -16,6 +16,7 @@ from rshape_fast.decoding.ensemble import Reward
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.response_sampler import (
+    ResponseGenerator,
     Sample,
     Sampler,
     encode_prompts,
@@ -39,7 +40,7 @@ def draw_samples(
     costs: list[Cost],
     timer: PhaseTimer,
     progress: Callable[[int], None] | None = None,
-) -> tuple[Sampler, list[list[Sample]]]:
+) -> tuple[ResponseGenerator, list[list[Sample]]]:
     """A sampler started with N samples per prompt (keys `(prompt key, i)`): the draws
     every best-of-N method shares, also used offline by `benches/bench_rejection_schedules.py`.
     """
@@ -231,11 +232,9 @@ def run_streaming_bon(
             state.record(ids, scores, done)
 
     checkpoints = 0
-    step = 0
     while sampler.live:
-        unrecorded.extend(sampler.step())
-        step += 1
-        if sampler.live and step % options.checkpoint_tokens == 0 and options.reject_fraction > 0:
+        unrecorded.extend(sampler.extend(options.checkpoint_tokens))
+        if sampler.live and options.reject_fraction > 0:
             record(list(sampler.live))
             with timer.phase("select"):
                 rejected = set(state.prune(reject_fraction=options.reject_fraction).tolist())

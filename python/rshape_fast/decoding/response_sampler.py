@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -135,6 +135,25 @@ def next_token_entropy(logits: torch.Tensor) -> np.ndarray:
     """Entropy in nats of softmax(logits) per row (the base distribution, temperature 1)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     return (-(logp.exp() * logp).sum(-1)).cpu().numpy()
+
+
+class ResponseGenerator(Protocol):
+    """The seam between the sequence-level methods and whatever draws their samples: start
+    rows from contexts (forking shared ones), extend them by up to m tokens or to a stop,
+    drop rows. `Sampler` (transformers) is the one implementation shipped; docs/scaling.md
+    maps the interface onto a serving engine."""
+
+    live: list[Sample]
+
+    def start(
+        self, contexts: Sequence[list[int]], samples: list[Sample], parents: Sequence[int]
+    ) -> None: ...
+
+    def extend(self, tokens: int) -> list[Sample]: ...
+
+    def drop(self, samples: Sequence[Sample]) -> None: ...
+
+    def run(self) -> None: ...
 
 
 class Sampler:
@@ -290,6 +309,16 @@ class Sampler:
             # The data needs the state after every token, the last one too: run them now.
             self._advance(hidden=True)
         self._keep(keep)
+        return finished
+
+    def extend(self, tokens: int) -> list[Sample]:
+        """Draw up to `tokens` more tokens for every live sample (fewer for those that stop
+        first); return the samples that finished meanwhile."""
+        finished: list[Sample] = []
+        for _ in range(tokens):
+            if not self.live:
+                break
+            finished.extend(self.step())
         return finished
 
     def run(self) -> None:
