@@ -35,7 +35,7 @@ from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.results import Cost, RowOutput
-from rshape_fast.decoding.rows import FINAL_REASONS, StopRule
+from rshape_fast.decoding.rows import FINAL_REASONS, StopRule, strip_eos
 from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
 from rshape_fast.errors import InvalidInputError, ParameterError
 from rshape_fast.models import LanguageModel, RewardModel
@@ -70,8 +70,7 @@ class Sample:
     @property
     def response_ids(self) -> list[int]:
         """Prefix ⊕ tokens of this run, without a closing EOS token."""
-        ids = self.prefix + self.tokens
-        return ids[:-1] if self.reason == "eos" else ids
+        return strip_eos(self.prefix + self.tokens, self.reason)
 
 
 def sample_output(sample: Sample, reward: float, cost: Cost, extras: dict[str, Any]) -> RowOutput:

@@ -55,9 +55,10 @@ class StopRule:
                 return "segment_length", None
         return None, None
 
-    def response_ids(self, ids: list[int], reason: str) -> list[int]:
-        """The response without the closing EOS token."""
-        return ids[:-1] if reason == "eos" else ids
+
+def strip_eos(ids: list[int], reason: str | None) -> list[int]:
+    """The response without the closing EOS token (the one way every method returns ids)."""
+    return ids[:-1] if reason == "eos" else ids
 
 
 class Counted(Protocol):
@@ -100,7 +101,7 @@ class Rows:
             if reason is None:
                 keep.append(row)
                 continue
-            ids = self.stop.response_ids(response, reason)
+            ids = strip_eos(response, reason)
             cost = self.costs[pos]
             cost.lm_calls, cost.lm_tokens = lm.calls, lm.tokens[row]
             if rm is not None:
