@@ -22,19 +22,17 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import add_device_flag, check_device, print_load
-
 import torch
 
+from common import add_device_flag, check_device, print_load
 from rshape_fast.eval.grid import EvalConfig
 from rshape_fast.eval.run_file import read_run
 from rshape_fast.eval.run_loop import RunSummary, run_eval
 
 
-def grid(prompts: int, tokens: int, device: str) -> EvalConfig:
+def grid(prompts: int, tokens: int) -> EvalConfig:
     """The benchmark's grid: three greedy token-level points and one sampled bon point."""
     return EvalConfig(
-        device=device,
         base={"max_new_tokens": tokens, "k": 10, "weight": 0.5, "batch_size": 4},
         grid=[
             {"method": ["base"]},
@@ -67,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     check_device(args.device)
     print_load()
-    config = grid(args.prompts, args.tokens, args.device)
+    config = grid(args.prompts, args.tokens)
     # One worker = one core: this process decodes with one torch thread, as each Ray
     # worker does (Ray sets OMP_NUM_THREADS to the actor's one CPU).
     torch.set_num_threads(1)
@@ -78,9 +76,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as folder:
         one_path, two_path = Path(folder) / "one.jsonl", Path(folder) / "two.jsonl"
-        one = run_eval(config, one_path, progress=False)
+        one = run_eval(config, one_path, device=args.device, progress=False)
         one_rate = report("1 (local)", one)
-        two = run_eval(config, two_path, workers=2, progress=False)
+        two = run_eval(config, two_path, device=args.device, workers=2, progress=False)
         two_rate = report("2 (Ray)", two)
         ids = {(r["point_id"], r["prompt_id"]): r["token_ids"] for r in read_run(one_path).rows}
         ray_ids = {(r["point_id"], r["prompt_id"]): r["token_ids"] for r in read_run(two_path).rows}
