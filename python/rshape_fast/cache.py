@@ -37,6 +37,7 @@ __all__ = [
     "CACHE_ENV_VAR",
     "DEFAULT_LM",
     "DEFAULT_REWARD_MODEL",
+    "DTYPE_NAMES",
     "MANIFEST_NAME",
     "SMOLLM2_CHAT_JUDGE",
     "BuiltinModel",
@@ -50,6 +51,9 @@ __all__ = [
 
 CACHE_ENV_VAR = "RSHAPE_FAST_CACHE"
 MANIFEST_NAME = "rshape_manifest.json"
+#: The dtypes models load in, by name (models.loading maps them to torch dtypes; listed here,
+#: without torch, for the command line).
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
 DEFAULT_LM = "smollm2-135m-instruct"
 DEFAULT_REWARD_MODEL = "smollm2-sentiment"
 SMOLLM2_CHAT_JUDGE = "smollm2-chat-judge"

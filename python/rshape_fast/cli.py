@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
+from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, DTYPE_NAMES
 from rshape_fast.errors import RshapeError
 
-#: Values of `--dtype` and `--rm-dtype`: the names `models.loading.DTYPES` accepts (that module
-#: imports torch, so they are listed here; tests/test_cli.py checks that the two agree).
-DTYPES = ("float32", "bfloat16", "float16")
+#: Values of `--dtype` and `--rm-dtype` (tests/test_cli.py checks them against models.loading).
+DTYPES = DTYPE_NAMES
 
 
 def _delimiters(text: str) -> tuple[str, ...]:

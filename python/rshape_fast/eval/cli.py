@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rshape_fast.cache import DTYPE_NAMES
+
 __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "cmd_reproduce"]
 
 
@@ -61,8 +63,12 @@ def build_config(args: argparse.Namespace) -> Any:
         config.limit = args.prompts
     if args.lm is not None:
         config.lm = args.lm
-    if args.rm is not None:
-        config.rm = args.rm
+    if args.rm:
+        config.rm = args.rm[0] if len(args.rm) == 1 else list(args.rm)
+    if args.dtype is not None:
+        config.dtype = args.dtype
+    if args.rm_dtype is not None:
+        config.rm_dtype = args.rm_dtype
     if args.baseline:
         config.baselines = list(args.baseline)
     # Re-run the checks of __post_init__ on the edited config.
@@ -188,7 +194,16 @@ def add_eval_commands(sub: Any) -> None:
     ev.add_argument("--prompts", type=int, help="use at most this many prompts")
     ev.add_argument("--baseline", action="append", help="baseline selector, e.g. method=base")
     ev.add_argument("--lm", help="language model name or folder")
-    ev.add_argument("--rm", help="steering reward model name or folder")
+    ev.add_argument(
+        "--rm",
+        action="append",
+        help="steering reward model name or folder; repeat it for an ensemble, combined by "
+        "the ensemble knob (--set ensemble=min, or --axis ensemble=mean,min,uwo,logsigmoid)",
+    )
+    ev.add_argument("--dtype", choices=DTYPE_NAMES, help="dtype of the models (default float32)")
+    ev.add_argument(
+        "--rm-dtype", choices=DTYPE_NAMES, help="dtype of the reward models (default --dtype)"
+    )
     ev.add_argument(
         "--workers",
         type=int,
