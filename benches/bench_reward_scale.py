@@ -115,11 +115,14 @@ def main() -> None:
         left, right = axes[row]
         left.hist(spread, bins=40, color="#4c72b0")
         left.axvline(1 / options.alpha, color="k", ls="--", lw=1)
-        left.set_title(f"{name}: spread of a step's {K} candidate rewards")
-        left.set_xlabel("max r − min r  (dashed: 1/α, the sigmoid's width)")
+        left.set_title(f"{name}: spread of each step's {K} rewards", fontsize=10)
+        left.set_xlabel("max r − min r   (dashed: 1/α, the sigmoid's width)", fontsize=9)
         right.hist(centred, bins=60, color="#dd8452")
-        right.set_title(f"{name}: r − m* (SRS moves the argmax in {srs:.0%} of steps)")
-        right.set_xlabel(f"r − m*  (raw ARGS moves it in {raw:.0%}; auto scale {scale:.2f})")
+        right.set_title(f"{name}: r − m* of every candidate", fontsize=10)
+        right.set_xlabel(
+            f"argmax moved: SRS {srs:.1%}, SRS auto-scaled {srs_auto:.1%}, raw {raw:.1%}",
+            fontsize=9,
+        )
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(FIGURE, dpi=110)
     print(f"\nwrote {FIGURE}")
