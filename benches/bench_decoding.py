@@ -75,6 +75,19 @@ def main() -> None:
             batch_prompts, lm=lm, rm=rm, batch_size=args.batch, shaping=shaping, **knobs
         )
         runs[shaping] = (results, time.perf_counter() - t0)
+    # One ensemble row: each member alone, then their worst case, at the same knobs.
+    judge = load_reward_model("smollm2-chat-judge", device=args.device, dtype=args.dtype)
+    ensemble_rows = []
+    for name, reward in (
+        ("sentiment alone", rm),
+        ("chat-judge alone", judge),
+        ("min(sentiment, chat-judge)", [rm, judge]),
+    ):
+        t0 = time.perf_counter()
+        results = generate(
+            batch_prompts, lm=lm, rm=reward, ensemble="min", batch_size=args.batch, **knobs
+        )
+        ensemble_rows.append((name, results, time.perf_counter() - t0))
     lm.eos_token_ids = frozenset(eos)
 
     naive_rate = naive_tokens / naive_s
@@ -109,6 +122,14 @@ def main() -> None:
             f"  {name:<16} LM {lm_s / total:6.1%}  RM {rm_s / total:6.1%}  "
             f"top-k+shaping+selection {sel_s / total:6.2%}  other {other / total:6.1%}"
         )
+    print(f"\nreward ensembles (SRS-ARGS, batch {args.batch}): the cost of each member and of both")
+    print(f"{'reward':<30}{'seconds':>9}{'RM s':>8}{'tokens/s':>10}  reward path")
+    for name, results, seconds in ensemble_rows:
+        tokens = sum(len(r.token_ids) for r in results)
+        rm_s = sum(r.cost.seconds_rm for r in results)
+        path = results[0].extras["reward_path"]
+        print(f"{name:<30}{seconds:>9.2f}{rm_s:>8.2f}{tokens / seconds:>10.1f}  {path}")
+
     srs_results, srs_s = runs["srs"]
     raw_results, _ = runs["raw"]
     steps = max(len(r.token_ids) for r in srs_results)
