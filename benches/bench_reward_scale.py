@@ -24,36 +24,15 @@ import torch
 from matplotlib.figure import Figure
 
 from common import add_device_flag, check_device, print_load
-from rshape_fast.decoding.calibration import estimate_reward_scale
-from rshape_fast.decoding.choosers import top_candidates
-from rshape_fast.decoding.lm_state import LMState
+from rshape_fast.decoding.calibration import estimate_reward_scale, greedy_candidate_sets
 from rshape_fast.decoding.options import DecodingOptions
-from rshape_fast.decoding.reward_scorers import candidate_scorer
-from rshape_fast.models import LanguageModel, RewardModel, load_lm, load_reward_model
+from rshape_fast.models import load_lm, load_reward_model
 from rshape_fast.prompts import load_prompts
 from rshape_fast.shaping import fuse_and_select, stackelberg_threshold
 
 REWARD_MODELS = ("smollm2-sentiment", "smollm2-chat-judge")
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "reward_scale.png"
 K = 10
-
-
-def candidate_sets(
-    lm: LanguageModel, rm: RewardModel, prompts: list[str], steps: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [n, k], rewards [n, k]) of every step's top-k candidates, greedy base path."""
-    state = LMState(lm, [lm.encode(p) for p in prompts])
-    scorer = candidate_scorer(rm, lm, prompts)
-    (logits,) = state.prefill()
-    all_values, all_rewards = [], []
-    for _ in range(steps):
-        values, ids = top_candidates(logits, K)
-        all_values.append(values)
-        all_rewards.append(scorer.score(ids))
-        tokens = ids[:, 0].cpu()
-        scorer.commit(tokens)
-        (logits,) = state.advance(tokens)
-    return np.concatenate(all_values), np.concatenate(all_rewards)
 
 
 def moved(values: np.ndarray, rewards: np.ndarray, scheme: str, options: DecodingOptions) -> float:
@@ -92,7 +71,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for row, name in enumerate(REWARD_MODELS):
         rm = load_reward_model(name, device=args.device)
-        values, rewards = candidate_sets(lm, rm, prompts, args.steps)
+        values, rewards = greedy_candidate_sets(lm, rm, prompts, k=K, steps=args.steps)
         spread = rewards.max(-1) - rewards.min(-1)
         std = rewards.std(-1)
         probs = np.exp(values - values.max(-1, keepdims=True))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
-import torch
 
 from rshape_fast.decoding.choosers import top_candidates
 from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
@@ -42,6 +41,35 @@ _ESTIMATES: weakref.WeakKeyDictionary[object, dict[tuple[object, ...], float]] =
 )
 
 
+def greedy_candidate_sets(
+    lm: LanguageModel,
+    reward: Reward,
+    prompts: list[str],
+    *,
+    k: int,
+    steps: int = CALIBRATION_STEPS,
+    chat_template: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate sets SRS-ARGS would shape along greedy base decoding of `prompts`:
+    each step's top-k logits and their rewards (an ensemble's combined), `[steps·rows, k]`."""
+    state = LMState(lm, [lm.encode(p, chat_template=chat_template) for p in prompts])
+    scorer = candidate_scorer(reward, lm, prompts)
+    (logits,) = state.prefill()
+    all_values: list[np.ndarray] = []
+    all_rewards: list[np.ndarray] = []
+    for _ in range(steps):
+        values, ids = top_candidates(logits, k)
+        rewards = scorer.score(ids)
+        if isinstance(reward, RewardEnsemble):
+            rewards = reward.combine_candidates(rewards, values)
+        all_values.append(values)
+        all_rewards.append(np.asarray(rewards, dtype=np.float32))
+        tokens = ids[:, 0].cpu()  # greedy: the top candidate
+        scorer.commit(tokens)
+        (logits,) = state.advance(tokens)
+    return np.concatenate(all_values), np.concatenate(all_rewards)
+
+
 def estimate_reward_scale(
     lm: LanguageModel,
     reward: Reward,
@@ -53,20 +81,10 @@ def estimate_reward_scale(
 ) -> float:
     """The median over steps and prompts of the standard deviation of the k candidate
     rewards, along greedy base decoding of `prompts` for `steps` steps."""
-    state = LMState(lm, [lm.encode(p, chat_template=chat_template) for p in prompts])
-    scorer = candidate_scorer(reward, lm, prompts)
-    (logits,) = state.prefill()
-    spreads: list[np.ndarray] = []
-    for _ in range(steps):
-        values, ids = top_candidates(logits, k)
-        rewards = scorer.score(ids)
-        if isinstance(reward, RewardEnsemble):
-            rewards = reward.combine_candidates(rewards, values)
-        spreads.append(np.asarray(rewards, dtype=np.float64).std(-1))
-        tokens = torch.from_numpy(np.ascontiguousarray(ids[:, 0].cpu().numpy()))
-        scorer.commit(tokens)
-        (logits,) = state.advance(tokens)
-    scale = float(np.median(np.concatenate(spreads)))
+    _, rewards = greedy_candidate_sets(
+        lm, reward, prompts, k=k, steps=steps, chat_template=chat_template
+    )
+    scale = float(np.median(rewards.astype(np.float64).std(-1)))
     if not (np.isfinite(scale) and scale > 0):
         raise NonFiniteError(
             f"reward_scale='auto': the candidates' rewards do not vary (scale {scale}); give "
