@@ -101,17 +101,24 @@ def _results(
     outputs: list[RowOutput],
     options: DecodingOptions,
 ) -> list[GenerationResult]:
-    """The batch's results; rows the method has not scored are scored here, in one call."""
+    """The batch's results; rows the method has not scored are scored here, in one call.
+
+    An ensemble's members score every final response once: their rewards go into the
+    results, and the rows still unscored get the ensemble reward combined from them.
+    """
     rewards = [o.reward for o in outputs]
     todo = [i for i, r in enumerate(rewards) if r is None]
-    if rm is not None and todo:
-        scores = rm.score([prompts[batch[i]] for i in todo], [outputs[i].text for i in todo])
-        for i, score in zip(todo, np.asarray(scores).tolist(), strict=True):
-            rewards[i] = float(score)
+    scores: np.ndarray | None = None
     if isinstance(rm, RewardEnsemble):
         members = rm.score_members([prompts[p] for p in batch], [o.text for o in outputs])
         for o, column in zip(outputs, members.T.tolist(), strict=True):
             o.extras["member_rewards"] = column
+        scores = rm.final_rewards(members[:, todo])
+    elif rm is not None and todo:
+        scores = rm.score([prompts[batch[i]] for i in todo], [outputs[i].text for i in todo])
+    if scores is not None:
+        for i, score in zip(todo, np.asarray(scores).tolist(), strict=True):
+            rewards[i] = float(score)
     knobs = options.to_dict()
     return [
         GenerationResult(

@@ -124,11 +124,15 @@ class RewardEnsemble:
         probs = np.exp(base_logits - base_logits.max(-1, keepdims=True))
         return self.combine(members, probs=probs)
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        """Rewards of single final responses (`logsigmoid`: the members' mean)."""
-        members = self.score_members(prompts, responses)
+    def final_rewards(self, members: np.ndarray) -> np.ndarray:
+        """The reward of single final responses from their members' rewards `[M, n]`
+        (`logsigmoid` has no candidate set there: the members' mean)."""
         mode = "mean" if self.mode == "logsigmoid" else self.mode
         return combine(members, mode, uwo_weight=self.uwo_weight)
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """Rewards of single final responses (see `final_rewards`)."""
+        return self.final_rewards(self.score_members(prompts, responses))
 
 
 #: Anything that steers decoding: one reward model, a text scorer, or an ensemble of them.
