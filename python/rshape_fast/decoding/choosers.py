@@ -120,6 +120,7 @@ class ArgsChooser:
         options: DecodingOptions,
     ) -> None:
         self.options = options
+        self.params = options.shape_params  # built (and checked) once, not every step
         self.ensemble = rm if isinstance(rm, RewardEnsemble) else None
         self.scorer = candidate_scorer(rm, lm, prompts)
         self.counters: Counted | None = self.scorer
@@ -153,7 +154,7 @@ class ArgsChooser:
                 greedy=opts.greedy,
                 temperature=opts.temperature,
                 seed=meta.seeds,
-                params=opts.shape_params,
+                params=self.params,
             )
         return ids, fused, np.asarray(chosen)
 
