@@ -50,6 +50,27 @@ def cmd_cd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_reward_scale(text: str | None, data_dir: str, device: str) -> float | None:
+    """`--reward-scale`: None, a number, or "auto": the decoders' estimate
+    (decoding/calibration.py) for the LM and reward model the data was collected with."""
+    if text is None or text.lower() == "none":
+        return None
+    if text.lower() != "auto":
+        return float(text)
+    from rshape_fast.cd.data import CDDataset
+    from rshape_fast.decoding.calibration import resolve_reward_scale
+    from rshape_fast.decoding.options import DecodingOptions
+    from rshape_fast.models import load_lm, load_reward_model
+
+    data = CDDataset(data_dir).config
+    options = DecodingOptions(reward_scale="auto", chat_template=data.chat_template)
+    lm = load_lm(data.lm, device=device)
+    rm = load_reward_model(data.rm, device=device)
+    scale = resolve_reward_scale(options, lm, rm)
+    print(f"cd-train: reward_scale='auto' estimated {scale:.4g} ({data.rm})", file=sys.stderr)
+    return scale
+
+
 def cmd_cd_train(args: argparse.Namespace) -> int:
     from rshape_fast.cd.train import TrainConfig, train_value_head
 
@@ -62,6 +83,7 @@ def cmd_cd_train(args: argparse.Namespace) -> int:
         max_weight=args.max_weight,
         max_exponent=args.max_exponent,
         cap=args.cap,
+        reward_scale=_resolve_reward_scale(args.reward_scale, args.data, args.device),
         width=args.width,
         td_weight=args.td_weight,
         val_fraction=args.val_fraction,
@@ -148,6 +170,12 @@ def add_cd_commands(subparsers: Any) -> None:
     train.add_argument("--max-weight", type=_optional_float, default=None, help="γ cap")
     train.add_argument("--max-exponent", type=_optional_float, default=2.0, help="B/β cap")
     train.add_argument("--cap", type=float, default=1.0, help="clip of the 'cap' transform")
+    train.add_argument(
+        "--reward-scale",
+        help="divide rewards by this before shaping: a number, or 'auto' (the decoders' "
+        "estimate for the data's LM and reward model; loads both); default none",
+    )
+    train.add_argument("--device", default="cpu", help="torch device (for --reward-scale auto)")
     train.add_argument("--width", type=_positive_int, default=256, help="MLP hidden width")
     train.add_argument("--td-weight", type=float, default=1.0, help="adjacent-token MSE weight")
     train.add_argument("--val-fraction", type=float, default=0.2, help="prompts held out")

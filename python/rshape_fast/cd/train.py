@@ -1,8 +1,9 @@
 """Fitting the CD value head on collected data (docs/algorithms.md §4).
 
 Targets are per-prompt shaped rewards: for each prompt, `shape_rewards` over its M sampled
-rewards with uniform probabilities and the sequence-level caps (B = 15, β = 0.667, α = 1,
-spread ratio 2, exponent cap 2, no weight cap). The loss is
+rewards (divided first by `reward_scale` when one is given, the calibration of
+decoding/calibration.py) with uniform probabilities and the sequence-level caps (B = 15,
+β = 0.667, α = 1, spread ratio 2, exponent cap 2, no weight cap). The loss is
 
     MSE(V(h_last), target) + td_weight · MSE(V(h_t), V(h_{t+1}))   over adjacent tokens,
 
@@ -41,6 +42,8 @@ class TrainConfig:
     max_weight: float | None = SEQUENCE_CAPS["max_weight"]
     max_exponent: float | None = SEQUENCE_CAPS["max_exponent"]
     cap: float = ShapeParams().cap
+    # Rewards are divided by this before shaping (None: the paper's raw reward units).
+    reward_scale: float | None = None
     width: int = 256
     td_weight: float = 1.0
     val_fraction: float = 0.2
@@ -63,6 +66,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ParameterError(f"{name}: must be finite and >= 0, got {value!r}")
+        scale = self.reward_scale
+        if scale is not None and not (
+            isinstance(scale, int | float) and math.isfinite(scale) and scale > 0
+        ):
+            raise ParameterError(f"reward_scale: must be None or finite and > 0, got {scale!r}")
         self.shape_params  # noqa: B018 (the core checks the shaping knobs)
 
     @property
@@ -90,6 +98,8 @@ class Sequences:
 
 def shaped_targets(rewards: np.ndarray, config: TrainConfig) -> np.ndarray:
     """One prompt's M rewards → its M training targets (uniform p over the samples)."""
+    if config.reward_scale is not None:
+        rewards = np.asarray(rewards, dtype=np.float64) / config.reward_scale
     return np.asarray(
         shape_rewards(
             rewards,

@@ -152,13 +152,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from rshape_fast.eval.reproduce import reproduce
 
     path = reproduce(
+        suites=[s.strip() for s in args.suites.split(",") if s.strip()],
         prompts=args.prompts,
         max_new_tokens=args.max_new_tokens,
-        weights=tuple(_comma_list(args.weights)),
+        weights=tuple(float(w) for w in _comma_list(args.weights)),
+        sweep_prompts=args.sweep_prompts,
+        rm_dtype=args.rm_dtype,
+        extras=args.extras,
         output=Path(args.output),
         figures_dir=Path(args.figures),
-        run_path=Path(args.run),
-        resume=args.resume,
+        run_dir=Path(args.run_dir),
         report_only=args.report_only,
         device=args.device,
         progress=not args.quiet,
@@ -232,21 +235,50 @@ def add_eval_commands(sub: Any) -> None:
     rep.set_defaults(func=cmd_report)
 
     rp = sub.add_parser(
-        "reproduce", help="regenerate docs/reproduction.md: toy example, grid, robustness"
+        "reproduce",
+        help="the paper's protocol per reward model (λ sweep on train, every scheme at λ* "
+        "on test); resumable; regenerates docs/reproduction.md",
     )
-    rp.add_argument("--prompts", type=int, default=16, help="bundled test prompts to use")
-    rp.add_argument("--max-new-tokens", type=int, default=48, help="tokens per response")
-    rp.add_argument("--weights", default="0.25,0.5,1.0", help="λ sweep (comma-separated)")
+    from rshape_fast.eval import protocol
+
+    rp.add_argument(
+        "--suites",
+        default=",".join(protocol.SUITES),
+        help="reward-model suites to run, in order (comma-separated)",
+    )
+    rp.add_argument(
+        "--prompts", type=int, default=protocol.TEST_PROMPTS, help="bundled test prompts to use"
+    )
+    rp.add_argument(
+        "--max-new-tokens", type=int, default=protocol.MAX_NEW_TOKENS, help="tokens per response"
+    )
+    rp.add_argument(
+        "--weights",
+        default=",".join(f"{w:g}" for w in protocol.SWEEP_WEIGHTS),
+        help="λ sweep of vanilla ARGS",
+    )
+    rp.add_argument(
+        "--sweep-prompts",
+        type=int,
+        default=protocol.SWEEP_PROMPTS,
+        help="train prompts of the sweep",
+    )
+    rp.add_argument(
+        "--rm-dtype", default=protocol.RM_DTYPE, choices=DTYPE_NAMES, help="reward models' dtype"
+    )
+    rp.add_argument(
+        "--no-extras",
+        dest="extras",
+        action="store_false",
+        help="skip robustness, sequence-level methods and CD",
+    )
     rp.add_argument("--output", default="docs/reproduction.md", help="the report")
     rp.add_argument("--figures", default="docs/figures", help="folder of the PNGs")
-    rp.add_argument("--run", default="runs/reproduction.jsonl", help="the run file")
-    rp.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run instead of restarting"
-    )
+    rp.add_argument("--run-dir", default="runs/reproduce", help="folder of the run files")
     rp.add_argument(
         "--report-only",
         action="store_true",
-        help="decode nothing: render the report from the run file as it is (may be partial)",
+        help="decode nothing: render the report from the run files as they are (may be partial)",
     )
     _add_device_and_quiet(rp)
     rp.set_defaults(func=cmd_reproduce)

@@ -128,6 +128,8 @@ class EvalConfig:
         prompts_file: a prompt file (see ``rshape_fast.prompts``); ``None`` for the
             bundled prompts.
         split: keep only this split (``"test"`` by default; ``None`` for both).
+        prompt_ids: keep only the prompts with these ids (file order; every id must exist
+            in the split); ``None`` keeps all.
         limit: keep at most this many prompts.
         lm, rm: the language model and steering reward model (built-in names or local
             Hugging Face folders); `rm` may list several, an ensemble combined by the
@@ -143,6 +145,7 @@ class EvalConfig:
     grid: list[dict[str, list[Any]]] = field(default_factory=list)
     prompts_file: str | None = None
     split: str | None = "test"
+    prompt_ids: list[str] | None = None
     limit: int | None = None
     lm: str = DEFAULT_LM
     rm: str | list[str] = DEFAULT_REWARD_MODEL
@@ -164,6 +167,8 @@ class EvalConfig:
                     raise ParameterError(f"grid[{i}].{name}: must be a non-empty list of values")
         for selector in self.baselines:
             parse_selector(selector)
+        if self.prompt_ids is not None and not self.prompt_ids:
+            raise ParameterError("prompt_ids: must name at least one prompt (or be None)")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (tuples as lists)."""
@@ -174,7 +179,17 @@ class EvalConfig:
         """The prompts of this run (``rshape_fast.prompts.Prompt`` objects, file order)."""
         from rshape_fast.prompts import load_prompts
 
-        return load_prompts(self.prompts_file, split=self.split, limit=self.limit)
+        if self.prompt_ids is None:
+            return load_prompts(self.prompts_file, split=self.split, limit=self.limit)
+        prompts = load_prompts(self.prompts_file, split=self.split)
+        known = {p.id for p in prompts}
+        missing = [i for i in self.prompt_ids if i not in known]
+        if missing:
+            raise ParameterError(
+                f"prompt_ids: {missing[0]!r} is not a prompt of split {self.split!r}"
+            )
+        wanted = set(self.prompt_ids)
+        return [p for p in prompts if p.id in wanted][: self.limit]
 
 
 def load_config(path: str | Path) -> EvalConfig:
@@ -184,6 +199,7 @@ def load_config(path: str | Path) -> EvalConfig:
 
         prompts_file = "my_prompts.jsonl"   # optional; bundled prompts otherwise
         split = "test"                      # optional
+        prompt_ids = ["review-003"]         # optional: only these prompts
         limit = 16                          # optional
         lm = "smollm2-135m-instruct"        # optional
         rm = "smollm2-sentiment"            # optional; a list is an ensemble
