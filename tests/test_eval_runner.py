@@ -317,32 +317,6 @@ def test_report_writes_markdown_and_pngs(small_run: Path, tmp_path: Path) -> Non
         assert f"]({figures.name}/{png.name})" in text
 
 
-def test_reproduction_grid_covers_the_brief() -> None:
-    from rshape_fast.eval.reproduce import PAPER_DEFAULTS, reproduction_config
-
-    config = reproduction_config(
-        prompts=4, max_new_tokens=8, weights=(0.25, 0.5, 1.0), methods=["bon"]
-    )
-    points = expand_grid(config)
-    ids = {p.id for p in points}
-    assert config.limit == 4 and config.split == "test"
-    assert all(p.knobs["max_new_tokens"] == 8 for p in points)
-    for key in ("k", "weight", "bound", "alpha", "greedy"):
-        assert all(p.knobs[key] == PAPER_DEFAULTS[key] for p in points if p.method == "base")
-    # Every shaping at the default λ, a λ sweep, and raw vs SRS under each perturbation.
-    for shaping in ("raw", "srs", "minmax", "meanstd", "meansoft", "cap"):
-        assert f"method=args,shaping={shaping}" in ids
-    assert "method=args,shaping=srs,weight=0.25" in ids
-    assert "method=args,shaping=raw,weight=1.0" in ids
-    for perturbation in ("noise", "random", "reversed"):
-        assert f"method=args,shaping=raw,perturbation={perturbation}" in ids
-        assert f"method=args,shaping=srs,perturbation={perturbation}" in ids
-    bon = [p for p in points if p.method == "bon"]
-    assert len(bon) == 1 and bon[0].knobs["greedy"] is False
-    assert "method=base" in ids and len(points) == 1 + 6 + 8 + 6 + 1
-    assert parse_selector(config.baselines[1]) == {"method": "args", "shaping": "raw"}
-
-
 def test_labels_leave_out_shaping_where_it_has_no_effect():
     assert method_label({"method": "args", "shaping": "srs"}) == "args+srs"
     assert method_label({"method": "soft_bon", "shaping": "raw"}) == "soft_bon+raw"
