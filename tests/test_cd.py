@@ -349,5 +349,43 @@ def test_cli_help_and_parsing():
     assert (args.limit, args.samples, args.max_new_tokens, args.top_p) == (4, 3, 16, 0.9)
     args = parser.parse_args(["cd-train", "-o", "x", "--shaping", "raw", "--max-weight", "none"])
     assert args.shaping == "raw" and args.max_weight is None and args.max_exponent == 2.0
+    assert args.reward_scale is None
+    args = parser.parse_args(["cd-train", "-o", "x", "--reward-scale", "0.5"])
+    assert args.reward_scale == 0.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["cd-train", "-o", "x", "--reward-scale", "big"])
     with pytest.raises(SystemExit):
         parser.parse_args(["cd-train", "--shaping", "bogus", "-o", "x"])
+
+
+def test_calibrated_targets_shape_the_reward_divided_by_the_scale():
+    rewards = np.array([0.1, 0.4, -0.2, 0.9, 0.3])
+    calibrated = shaped_targets(rewards, TrainConfig(reward_scale=0.25))
+    np.testing.assert_allclose(calibrated, shaped_targets(rewards / 0.25, TrainConfig()))
+    # The calibration is what makes targets invariant to the reward's units.
+    rescaled = shaped_targets(3 * rewards + 1, TrainConfig(reward_scale=0.75))
+    np.testing.assert_allclose(rescaled, calibrated, rtol=1e-5)  # the core shapes in f32
+    assert not np.allclose(calibrated, shaped_targets(rewards, TrainConfig()))
+    for bad in (0.0, -1.0, float("nan"), "auto"):
+        with pytest.raises(ParameterError, match="reward_scale"):
+            TrainConfig(reward_scale=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.model
+def test_cd_train_reward_scale_auto_is_the_decoders_estimate(
+    real_data, real_head, lm, rm, tmp_path
+):
+    from rshape_fast.cli import main
+    from rshape_fast.decoding.calibration import resolve_reward_scale
+    from rshape_fast.decoding.options import DecodingOptions
+
+    out = tmp_path / "calibrated"
+    argv = ["cd-train", "--data", str(real_data[0]), "-o", str(out), "--quiet"]
+    assert (
+        main([*argv, "--reward-scale", "auto", "--max-epochs", "2", "--val-fraction", "0.34"]) == 0
+    )
+    scale = json.loads((out / "config.json").read_text())["train"]["reward_scale"]
+    assert scale == pytest.approx(
+        resolve_reward_scale(DecodingOptions(reward_scale="auto"), lm, rm)
+    )
+    assert real_head[1].config["train"]["reward_scale"] is None

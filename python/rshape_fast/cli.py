@@ -32,8 +32,8 @@ def _delimiters(text: str) -> tuple[str, ...]:
     return tuple(text.encode().decode("unicode_escape").split(","))
 
 
-def _reward_scale(text: str) -> float | str:
-    """`--reward-scale` value: a number, or "auto"."""
+def parse_reward_scale(text: str) -> float | str:
+    """`--reward-scale` value: a number, or "auto" (of `generate`, `eval` and `cd-train`)."""
     return text if text == "auto" else float(text)
 
 
@@ -119,7 +119,7 @@ KNOBS: list[Knob] = [
     Knob(
         "--reward-scale",
         "reward_scale",
-        _reward_scale,
+        parse_reward_scale,
         "divide rewards by this before shaping, or 'auto' (estimated from base decoding)",
         "none",
     ),

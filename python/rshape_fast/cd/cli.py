@@ -50,13 +50,11 @@ def cmd_cd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_reward_scale(text: str | None, data_dir: str, device: str) -> float | None:
+def _resolve_reward_scale(value: float | str | None, data_dir: str, device: str) -> float | None:
     """`--reward-scale`: None, a number, or "auto": the decoders' estimate
     (decoding/calibration.py) for the LM and reward model the data was collected with."""
-    if text is None or text.lower() == "none":
-        return None
-    if text.lower() != "auto":
-        return float(text)
+    if value != "auto":
+        return None if value is None else float(value)
     from rshape_fast.cd.data import CDDataset
     from rshape_fast.decoding.calibration import resolve_reward_scale
     from rshape_fast.decoding.options import DecodingOptions
@@ -170,8 +168,11 @@ def add_cd_commands(subparsers: Any) -> None:
     train.add_argument("--max-weight", type=_optional_float, default=None, help="γ cap")
     train.add_argument("--max-exponent", type=_optional_float, default=2.0, help="B/β cap")
     train.add_argument("--cap", type=float, default=1.0, help="clip of the 'cap' transform")
+    from rshape_fast.cli import parse_reward_scale
+
     train.add_argument(
         "--reward-scale",
+        type=parse_reward_scale,
         help="divide rewards by this before shaping: a number, or 'auto' (the decoders' "
         "estimate for the data's LM and reward model; loads both); default none",
     )
