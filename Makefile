@@ -51,7 +51,7 @@ bench: dev  ## kernel microbenchmarks and end-to-end decoding benchmarks (ratios
 demo: dev  ## the main job: SRS-ARGS against ARGS on the bundled prompts with the default models
 	$(PY) -m rshape_fast.cli demo
 
-reproduce: dev  ## regenerate docs/reproduction.md and docs/figures (~30-40 min on 2 idle cores)
+reproduce: dev  ## the paper's protocol per reward model (resumable; hours of CPU), then docs/reproduction.md
 	$(PY) -m rshape_fast.cli reproduce
 
 clean:  ## remove what `make dev` made: the .venv, install stamps, Rust and wheel builds

@@ -28,6 +28,7 @@ __all__ = [
 RAW = {"method": "args", "shaping": "raw", "reward_scale": None}
 SRS = {"method": "args", "shaping": "srs", "reward_scale": None}
 SRS_AUTO = {"method": "args", "shaping": "srs", "reward_scale": "auto"}
+RAW_AUTO = {"method": "args", "shaping": "raw", "reward_scale": "auto"}
 
 
 def find_point(metrics: RunMetrics, **knobs: Any) -> str | None:
@@ -120,6 +121,15 @@ def suite_claims(
         ("SRS (paper) > raw ARGS, steering reward", _compare(test, SRS, RAW, "reward")),
         ("SRS (auto) > raw ARGS, steering reward", _compare(test, SRS_AUTO, RAW, "reward")),
         ("SRS (auto) > SRS (paper), steering reward", _compare(test, SRS_AUTO, SRS, "reward")),
+        # The same calibrated scale for both: what shaping adds beyond a larger λ/scale.
+        (
+            "SRS (auto) > raw ARGS (auto), steering reward",
+            _compare(test, SRS_AUTO, RAW_AUTO, "reward"),
+        ),
+        (
+            "SRS (auto) > raw ARGS (auto), coherence",
+            _compare(test, SRS_AUTO, RAW_AUTO, "coherence"),
+        ),
         ("SRS (auto) > raw ARGS, VADER", _compare(test, SRS_AUTO, RAW, "vader")),
         ("SRS (auto) > raw ARGS, MiniLM", _compare(test, SRS_AUTO, RAW, "minilm")),
     ]
