@@ -144,3 +144,16 @@ def test_reproduce_runs_resumes_and_reports(tiny_lm, tiny_rm, tmp_path: Path) ->
     again = reproduce(**kwargs).read_text(encoding="utf-8")
     assert {p: p.stat().st_size for p in sizes} == sizes
     assert again.split("## Summary")[1] == report.split("## Summary")[1]
+
+
+def test_bad_prompt_ids_and_suites_are_refused(tmp_path: Path) -> None:
+    from rshape_fast.errors import ParameterError
+    from rshape_fast.eval.grid import EvalConfig
+    from rshape_fast.eval.reproduce import reproduce
+
+    with pytest.raises(ParameterError, match="prompt_ids: must name at least one"):
+        EvalConfig(prompt_ids=[])
+    with pytest.raises(ParameterError, match="'review-001' is not a prompt of split 'test'"):
+        EvalConfig(split="test", prompt_ids=["review-001"]).load_prompts()
+    with pytest.raises(ParameterError, match="unknown suite 'nope'"):
+        reproduce(suites=["nope"], output=tmp_path / "r.md", report_only=True)

@@ -18,6 +18,7 @@ from rshape_fast.eval.run_metrics import RunMetrics
 
 __all__ = [
     "Paired",
+    "cd_heads",
     "find_point",
     "paired_difference",
     "paired_win_tie",
@@ -102,11 +103,12 @@ def _compare(
     return None if pa is None or pb is None else paired_difference(metrics, pa, pb, score)
 
 
-def _cd_heads(metrics: RunMetrics | None) -> dict[str, str]:
+def cd_heads(metrics: RunMetrics | None) -> dict[str, str]:
+    """Value-head folder name (raw, srs, srs-auto) → id of the CD point decoding with it."""
     if metrics is None:
         return {}
     return {
-        Path(str(p["knobs"]["value_head"])).name: str(p["knobs"]["value_head"])
+        Path(str(p["knobs"]["value_head"])).name: str(p["id"])
         for p in metrics.points
         if p["knobs"]["method"] == "cd"
     }
@@ -149,15 +151,10 @@ def suite_claims(
             else f"{'does not hold' if coherence.significant else 'holds'} ({coherence})",
         )
     )
-    heads = _cd_heads(extras)
+    heads = cd_heads(extras)
     for name in ("srs", "srs-auto") if with_cd else ():
         paired = None
-        if name in heads and "raw" in heads:
-            paired = _compare(
-                extras,
-                {"method": "cd", "value_head": heads[name]},
-                {"method": "cd", "value_head": heads["raw"]},
-                "reward",
-            )
+        if extras is not None and name in heads and "raw" in heads:
+            paired = paired_difference(extras, heads[name], heads["raw"], "reward")
         out.append((f"SRS-CD, {name} head > raw head, steering reward", verdict(paired)))
     return out

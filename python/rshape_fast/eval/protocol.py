@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rshape_fast.decoding.options import PERTURBATIONS
+from rshape_fast.decoding.registry import UNSHAPED
 from rshape_fast.eval.grid import DEFAULT_JUDGES, EvalConfig
 
 __all__ = [
@@ -159,14 +160,7 @@ def schemes_config(
     for shaping in suite.shapings:
         scalings = [None] if shaping in SCALE_FREE else list(SCALINGS)
         grid.append({"method": ["args"], "shaping": [shaping], "reward_scale": scalings})
-    return EvalConfig(
-        base=_base(suite, max_new_tokens, weight),
-        grid=grid,
-        split="test",
-        limit=prompts,
-        rm=suite.rm_config,
-        rm_dtype=rm_dtype,
-    )
+    return _test_split(suite, grid, weight, prompts, max_new_tokens, rm_dtype)
 
 
 def extras_config(
@@ -180,8 +174,6 @@ def extras_config(
 ) -> EvalConfig:
     """Stage 3: raw and SRS (both scalings) under perturbed rewards, the sequence-level
     methods, and CD with each of `value_heads` (folders), all at λ*."""
-    from rshape_fast.decoding.registry import UNSHAPED
-
     grid: list[dict[str, list[Any]]] = [
         {"method": ["base"]},
         {"method": ["args"], "shaping": ["raw"], "perturbation": list(PERTURBED)},
@@ -198,6 +190,17 @@ def extras_config(
         scalings = [None] if method in UNSHAPED else list(SCALINGS)
         knobs = {k: [v] for k, v in SEQUENCE_KNOBS.items()}
         grid.append({"method": [method], "reward_scale": scalings, **knobs})
+    return _test_split(suite, grid, weight, prompts, max_new_tokens, rm_dtype)
+
+
+def _test_split(
+    suite: Suite,
+    grid: list[dict[str, list[Any]]],
+    weight: float,
+    prompts: int,
+    max_new_tokens: int,
+    rm_dtype: str | None,
+) -> EvalConfig:
     return EvalConfig(
         base=_base(suite, max_new_tokens, weight),
         grid=grid,

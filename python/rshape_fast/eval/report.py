@@ -23,6 +23,7 @@ __all__ = [
     "Plot",
     "Report",
     "focus_points",
+    "format_ci",
     "metrics_table_md",
     "plot_frontier",
     "plot_reward_vs_weight",
@@ -47,7 +48,7 @@ def new_figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height))
 
 
-def _ci(summary: dict[str, float] | None, digits: int = 3) -> str:
+def format_ci(summary: dict[str, float] | None, digits: int = 3) -> str:
     if summary is None:
         return "–"
     mean, low, high = (summary[k] for k in ("mean", "low", "high"))
@@ -66,8 +67,9 @@ def metrics_table_md(metrics: RunMetrics) -> str:
         s = p["scores"]
         c = p["cost"]
         lines.append(
-            f"| {p['label']} | {p['n']} | {_ci(s.get('reward'))} | {_ci(s.get('vader'))} "
-            f"| {_ci(s.get('minilm'))} | {s['diversity']['mean']:.3f} "
+            f"| {p['label']} | {p['n']} | {format_ci(s.get('reward'))} "
+            f"| {format_ci(s.get('vader'))} "
+            f"| {format_ci(s.get('minilm'))} | {s['diversity']['mean']:.3f} "
             f"| {s['coherence']['mean']:.3f} | {c['generated_tokens']:.1f} "
             f"| {c['forward_calls']:.0f} | {c['seconds']:.2f} |"
         )

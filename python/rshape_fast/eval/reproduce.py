@@ -38,12 +38,13 @@ from rshape_fast.eval.claims import (
     RAW,
     SRS,
     Paired,
+    cd_heads,
     find_point,
     paired_difference,
     paired_win_tie,
     suite_claims,
 )
-from rshape_fast.eval.grid import EvalConfig
+from rshape_fast.eval.grid import EvalConfig, method_label
 from rshape_fast.eval.protocol import (
     CD_HEADS,
     CD_SAMPLES,
@@ -64,7 +65,7 @@ from rshape_fast.eval.protocol import (
     sweep_config,
     train_prompt_ids,
 )
-from rshape_fast.eval.report import Plot, figures_md, metrics_table_md, new_figure
+from rshape_fast.eval.report import Plot, figures_md, format_ci, metrics_table_md, new_figure
 from rshape_fast.eval.run_file import read_run
 from rshape_fast.eval.run_loop import run_eval
 from rshape_fast.eval.run_metrics import RunMetrics, compute_metrics
@@ -84,12 +85,9 @@ def _duration(seconds: float) -> str:
 
 
 def _label(knobs: dict[str, Any]) -> str:
-    from rshape_fast.decoding.registry import UNSHAPED
-
-    method = knobs["method"]
-    if method == "cd":
+    if knobs["method"] == "cd":
         return f"cd, {Path(str(knobs['value_head'])).name} head"
-    name = method if method in UNSHAPED else f"{method}+{knobs['shaping']}"
+    name = method_label(knobs)
     if knobs.get("reward_scale") == "auto":
         name += " (auto)"
     if knobs.get("perturbation", "none") != "none":
@@ -212,8 +210,9 @@ def _sweep_section(
         s = p["scores"]
         mark = " **λ***" if p["knobs"]["weight"] == choice.weight else ""
         table += (
-            f"| {p['knobs']['weight']:g}{mark} | {_ci(s.get('reward'))} | {_ci(s.get('vader'))} "
-            f"| {_ci(s.get('minilm'))} | {s['coherence']['mean']:.3f} |\n"
+            f"| {p['knobs']['weight']:g}{mark} | {format_ci(s.get('reward'))} "
+            f"| {format_ci(s.get('vader'))} "
+            f"| {format_ci(s.get('minilm'))} | {s['coherence']['mean']:.3f} |\n"
         )
     fig = new_figure(7.0, 4.0)
     axes = fig.subplots(1, 3)
@@ -237,12 +236,6 @@ def _sweep_section(
         + "\n"
         + figures_md([Plot(figure, "Means of the sweep; the dashed line is λ*.")], md_dir)
     )
-
-
-def _ci(summary: dict[str, float] | None) -> str:
-    if summary is None:
-        return "–"
-    return f"{summary['mean']:+.3f} [{summary['low']:+.3f}, {summary['high']:+.3f}]"
 
 
 def _comparators(metrics: RunMetrics) -> list[tuple[str, str]]:
@@ -362,11 +355,7 @@ def _extras_section(stage: _Stage, md_dir: Path) -> str:
     base = find_point(metrics, method="base")
     if base is not None:
         parts += [_delta_md(metrics, ids, base), "\n"]
-    cd = {
-        Path(str(p["knobs"]["value_head"])).name: p["id"]
-        for p in metrics.points
-        if p["knobs"]["method"] == "cd"
-    }
+    cd = cd_heads(metrics)
     if "raw" in cd:
         parts.append("CD heads against the raw-target head:\n\n")
         for name in ("srs", "srs-auto"):
@@ -452,7 +441,7 @@ def reproduce(
             keep_going=True,
         )
 
-    def weight_of(suite: Suite) -> WeightChoice | None:
+    def sweep_of(suite: Suite) -> _Stage:
         config = sweep_config(
             suite,
             prompt_ids=sweep_ids,
@@ -463,8 +452,7 @@ def reproduce(
         path = run_dir / suite.name / "sweep.jsonl"
         if not report_only:
             run(suite, config, path)
-        stage = _stage(path, _expected(config), device)
-        return None if stage.metrics is None else choose_weight(stage.metrics)
+        return _stage(path, _expected(config), device)
 
     def test_of(suite: Suite, weight: float) -> EvalConfig:
         return schemes_config(
@@ -475,9 +463,14 @@ def reproduce(
             rm_dtype=rm_dtype,
         )
 
+    # The sweep's metrics pick λ* and are reported: read once.
+    sweeps: dict[str, _Stage] = {}
     choices: dict[str, WeightChoice | None] = {}
     for suite in chosen:
-        choice = choices[suite.name] = weight_of(suite)
+        sweep = sweeps[suite.name] = sweep_of(suite)
+        choice = choices[suite.name] = (
+            None if sweep.metrics is None else choose_weight(sweep.metrics)
+        )
         if choice is not None and not report_only:
             run(suite, test_of(suite, choice.weight), run_dir / suite.name / "test.jsonl")
     extra_configs: dict[str, EvalConfig] = {}
@@ -511,15 +504,7 @@ def reproduce(
     sections: list[str] = []
     summary: list[tuple[str, list[tuple[str, str]]]] = []
     for suite in chosen:
-        choice = choices[suite.name]
-        sweep_cfg = sweep_config(
-            suite,
-            prompt_ids=sweep_ids,
-            max_new_tokens=max_new_tokens,
-            weights=weights,
-            rm_dtype=rm_dtype,
-        )
-        sweep = _stage(run_dir / suite.name / "sweep.jsonl", _expected(sweep_cfg), device)
+        choice, sweep = choices[suite.name], sweeps[suite.name]
         weight = None if choice is None else choice.weight
         test = (
             _Stage(run_dir / suite.name / "test.jsonl", None, 0)
@@ -591,7 +576,7 @@ def reproduce(
         "judges VADER compound and MiniLM positive-vs-negative anchors; coherence = MiniLM "
         "cosine(prompt, response); diversity = Π_{n=2..4} distinct n-gram ratio.\n",
         f"- λ*: vanilla ARGS swept over λ ∈ {{{', '.join(f'{w:g}' for w in weights)}}} on "
-        f"{len(sweep_ids)} train prompts ({sweep_prompts // 6} of each kind); walking λ "
+        f"{len(sweep_ids)} train prompts (the same number of each kind); walking λ "
         "upwards, the sweep stops at the first λ where every held-out judge is below its "
         "value at the λ before, and λ* is the best steering reward before it.\n",
         f"- Test: the first {prompts} prompts of the bundled test split, at most "
