@@ -157,3 +157,32 @@ def test_bad_prompt_ids_and_suites_are_refused(tmp_path: Path) -> None:
         EvalConfig(split="test", prompt_ids=["review-001"]).load_prompts()
     with pytest.raises(ParameterError, match="unknown suite 'nope'"):
         reproduce(suites=["nope"], output=tmp_path / "r.md", report_only=True)
+
+
+def test_workers_decode_every_stage_and_no_model_is_sent_to_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rshape_fast.errors import ParameterError
+    from rshape_fast.eval import reproduce as module
+    from rshape_fast.eval import tasks
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_run_eval(config: Any, path: Path, **kwargs: Any) -> None:
+        calls.append({"stage": Path(path).stem, **kwargs})
+
+    def no_local_models(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a distributed reproduction loaded models in the driver")
+
+    monkeypatch.setattr(module, "run_eval", fake_run_eval)
+    monkeypatch.setattr(tasks, "load_models", no_local_models)
+    paths = dict(
+        output=tmp_path / "r.md", figures_dir=tmp_path / "figures", run_dir=tmp_path / "runs"
+    )
+    module.reproduce(suites=["sentiment"], workers=2, progress=False, **paths)
+    # The fake wrote no sweep rows, so no λ* and nothing after the sweep.
+    assert [(c["stage"], c["workers"], c["lm"], c["rm"]) for c in calls] == [
+        ("sweep", 2, None, None)
+    ]
+    with pytest.raises(ParameterError, match="model objects cannot be sent to Ray workers"):
+        module.reproduce(suites=["sentiment"], address="ray://x:1", lm=object(), **paths)

@@ -165,9 +165,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         report_only=args.report_only,
         device=args.device,
         progress=not args.quiet,
+        workers=args.workers,
+        address=args.ray_address,
     )
     print(f"wrote {path}")
     return 0
+
+
+def _add_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="decode on N Ray workers of a local cluster (needs the distributed extra); "
+        "default: this process, or one worker per CPU with --ray-address",
+    )
+    parser.add_argument("--ray-address", help="join the Ray cluster at this address")
 
 
 def _add_device_and_quiet(parser: argparse.ArgumentParser) -> None:
@@ -207,13 +219,7 @@ def add_eval_commands(sub: Any) -> None:
     ev.add_argument(
         "--rm-dtype", choices=DTYPE_NAMES, help="dtype of the reward models (default --dtype)"
     )
-    ev.add_argument(
-        "--workers",
-        type=int,
-        help="decode on N Ray workers of a local cluster (needs the distributed extra); "
-        "default: this process, or one worker per CPU with --ray-address",
-    )
-    ev.add_argument("--ray-address", help="join the Ray cluster at this address")
+    _add_workers(ev)
     ev.add_argument(
         "--restart",
         "--overwrite",
@@ -280,5 +286,6 @@ def add_eval_commands(sub: Any) -> None:
         action="store_true",
         help="decode nothing: render the report from the run files as they are (may be partial)",
     )
+    _add_workers(rp)
     _add_device_and_quiet(rp)
     rp.set_defaults(func=cmd_reproduce)

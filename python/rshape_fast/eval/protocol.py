@@ -59,7 +59,8 @@ ALL_SHAPINGS = ("raw", "srs", "minmax", "meanstd", "meansoft", "cap")
 # cannot change their tokens (tests/test_calibration.py): one run stands for both.
 SCALE_FREE = ("minmax", "meanstd")
 SCALINGS: tuple[str | None, ...] = (None, "auto")
-SWEEP_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+# Up to 8: on the sentiment judge λ* was the top of an earlier grid that stopped at 2.
+SWEEP_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SWEEP_PROMPTS = 24
 SEQUENCE_METHODS = ("bon", "soft_bon", "streaming_bon", "segment", "segment_beam")
 # Sequence-level methods sample; N is kept small so the whole report fits a CPU budget.
@@ -172,10 +173,15 @@ def extras_config(
     rm_dtype: str | None,
     value_heads: Sequence[str],
 ) -> EvalConfig:
-    """Stage 3: raw and SRS (both scalings) under perturbed rewards, the sequence-level
-    methods, and CD with each of `value_heads` (folders), all at λ*."""
-    grid: list[dict[str, list[Any]]] = [
-        {"method": ["base"]},
+    """Stage 3, all at λ*: CD with each of `value_heads` (folders), raw and SRS (both
+    scalings) under perturbed rewards, and the sequence-level methods.
+
+    CD comes first: it is the comparison the protocol asks for and, with no reward model
+    to call while it decodes, the cheapest, so a run cut short still has it."""
+    grid: list[dict[str, list[Any]]] = [{"method": ["base"]}]
+    if value_heads:
+        grid.append({"method": ["cd"], "value_head": list(value_heads)})
+    grid += [
         {"method": ["args"], "shaping": ["raw"], "perturbation": list(PERTURBED)},
         {
             "method": ["args"],
@@ -184,8 +190,6 @@ def extras_config(
             "perturbation": list(PERTURBED),
         },
     ]
-    if value_heads:
-        grid.append({"method": ["cd"], "value_head": list(value_heads)})
     for method in SEQUENCE_METHODS:
         scalings = [None] if method in UNSHAPED else list(SCALINGS)
         knobs = {k: [v] for k, v in SEQUENCE_KNOBS.items()}

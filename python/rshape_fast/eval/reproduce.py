@@ -67,7 +67,7 @@ from rshape_fast.eval.protocol import (
 )
 from rshape_fast.eval.report import Plot, figures_md, format_ci, metrics_table_md, new_figure
 from rshape_fast.eval.run_file import read_run
-from rshape_fast.eval.run_loop import run_eval
+from rshape_fast.eval.run_loop import is_distributed, run_eval
 from rshape_fast.eval.run_metrics import RunMetrics, compute_metrics
 from rshape_fast.eval.toy import ToyExample, toy_example
 
@@ -385,6 +385,8 @@ def reproduce(
     report_only: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    workers: int | None = None,
+    address: str | None = None,
     lm: Any = None,
     rm: dict[str, Any] | None = None,
 ) -> Path:
@@ -402,6 +404,9 @@ def reproduce(
         output, figures_dir, run_dir: the report, its PNGs, and the folder of the run
             files (``RUN_DIR/SUITE/{sweep,test,extras}.jsonl`` and ``cd/``).
         report_only: decode nothing; render the report from the run files as they are.
+        workers, address: decode the sweep, test and extras grids on Ray workers, as
+            :func:`~rshape_fast.eval.run_loop.run_eval` does (CD data and heads are made
+            in this process); rows and run files are those of a run in one process.
         lm, rm: model objects instead of the defaults (tests pass small ones); `rm` maps a
             suite name to its reward model (a list for an ensemble).
     """
@@ -416,6 +421,11 @@ def reproduce(
     output.parent.mkdir(parents=True, exist_ok=True)
     md_dir = output.parent
     chosen = [SUITES[s] for s in suites]
+    distributed = is_distributed(workers, address)
+    if distributed and (lm is not None or rm is not None):
+        from rshape_fast.errors import ParameterError
+
+        raise ParameterError("lm, rm: model objects cannot be sent to Ray workers")
     sweep_ids = train_prompt_ids(sweep_prompts)
     models: dict[str, tuple[Any, Any]] = {}
 
@@ -429,7 +439,8 @@ def reproduce(
         return models[suite.name]
 
     def run(suite: Suite, config: EvalConfig, path: Path) -> None:
-        suite_lm, suite_rm = models_for(suite, config)
+        # Workers load the models the config names; this process needs them only for CD.
+        suite_lm, suite_rm = (None, None) if distributed else models_for(suite, config)
         path.parent.mkdir(parents=True, exist_ok=True)
         run_eval(
             config,
@@ -439,6 +450,8 @@ def reproduce(
             device=device,
             progress=progress,
             keep_going=True,
+            workers=workers,
+            address=address,
         )
 
     def sweep_of(suite: Suite) -> _Stage:

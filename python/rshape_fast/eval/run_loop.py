@@ -21,7 +21,7 @@ from rshape_fast.eval.grid import EvalConfig, GridPoint, config_hash, expand_gri
 from rshape_fast.eval.run_file import append_record, open_run
 from rshape_fast.eval.tasks import Task, decode_task, load_models, plan_tasks, worker_identity
 
-__all__ = ["RunSummary", "RunWriter", "WorkerStats", "run_eval"]
+__all__ = ["RunSummary", "RunWriter", "WorkerStats", "is_distributed", "run_eval"]
 
 
 @dataclass
@@ -174,6 +174,11 @@ def _run_local(
         writer.task_done("local", len(rows), seconds, cpu)
 
 
+def is_distributed(workers: int | None, address: str | None) -> bool:
+    """Whether `run_eval(workers=..., address=...)` decodes on Ray workers."""
+    return address is not None or (workers is not None and workers > 1)
+
+
 def run_eval(
     config: EvalConfig,
     path: str | Path,
@@ -224,7 +229,7 @@ def run_eval(
         raise ParameterError(f"workers: must be a positive integer, got {workers!r}")
     if workers is not None and workers < 1:
         raise ParameterError(f"workers: must be a positive integer, got {workers!r}")
-    distributed = address is not None or (workers is not None and workers > 1)
+    distributed = is_distributed(workers, address)
     if distributed and (lm is not None or rm is not None):
         raise ParameterError(
             "lm, rm: a distributed run loads the models each worker needs from config.lm "
