@@ -406,7 +406,8 @@ def reproduce(
         report_only: decode nothing; render the report from the run files as they are.
         workers, address: decode the sweep, test and extras grids on Ray workers, as
             :func:`~rshape_fast.eval.run_loop.run_eval` does (CD data and heads are made
-            in this process); rows and run files are those of a run in one process.
+            in this process). Each worker estimates an `"auto"` scale itself; every row
+            records the scale it was decoded with.
         lm, rm: model objects instead of the defaults (tests pass small ones); `rm` maps a
             suite name to its reward model (a list for an ensemble).
     """
