@@ -173,15 +173,10 @@ def extras_config(
     rm_dtype: str | None,
     value_heads: Sequence[str],
 ) -> EvalConfig:
-    """Stage 3, all at λ*: CD with each of `value_heads` (folders), raw and SRS (both
-    scalings) under perturbed rewards, and the sequence-level methods.
-
-    CD comes first: it is the comparison the protocol asks for and, with no reward model
-    to call while it decodes, the cheapest, so a run cut short still has it."""
-    grid: list[dict[str, list[Any]]] = [{"method": ["base"]}]
-    if value_heads:
-        grid.append({"method": ["cd"], "value_head": list(value_heads)})
-    grid += [
+    """Stage 3: raw and SRS (both scalings) under perturbed rewards, the sequence-level
+    methods, and CD with each of `value_heads` (folders), all at λ*."""
+    grid: list[dict[str, list[Any]]] = [
+        {"method": ["base"]},
         {"method": ["args"], "shaping": ["raw"], "perturbation": list(PERTURBED)},
         {
             "method": ["args"],
@@ -190,6 +185,8 @@ def extras_config(
             "perturbation": list(PERTURBED),
         },
     ]
+    if value_heads:
+        grid.append({"method": ["cd"], "value_head": list(value_heads)})
     for method in SEQUENCE_METHODS:
         scalings = [None] if method in UNSHAPED else list(SCALINGS)
         knobs = {k: [v] for k, v in SEQUENCE_KNOBS.items()}
