@@ -159,12 +159,13 @@ def test_bad_prompt_ids_and_suites_are_refused(tmp_path: Path) -> None:
         reproduce(suites=["nope"], output=tmp_path / "r.md", report_only=True)
 
 
-def test_workers_decode_every_stage_and_no_model_is_sent_to_them(
+def test_workers_go_to_run_eval_and_the_driver_loads_no_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from rshape_fast.errors import ParameterError
     from rshape_fast.eval import reproduce as module
     from rshape_fast.eval import tasks
+    from rshape_fast.eval.run_loop import run_eval
 
     calls: list[dict[str, Any]] = []
 
@@ -184,5 +185,7 @@ def test_workers_decode_every_stage_and_no_model_is_sent_to_them(
     assert [(c["stage"], c["workers"], c["lm"], c["rm"]) for c in calls] == [
         ("sweep", 2, None, None)
     ]
-    with pytest.raises(ParameterError, match="model objects cannot be sent to Ray workers"):
+    # Model objects given with workers reach run_eval, which refuses them.
+    monkeypatch.setattr(module, "run_eval", run_eval)
+    with pytest.raises(ParameterError, match="model objects cannot be passed"):
         module.reproduce(suites=["sentiment"], address="ray://x:1", lm=object(), **paths)

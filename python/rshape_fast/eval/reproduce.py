@@ -423,10 +423,6 @@ def reproduce(
     md_dir = output.parent
     chosen = [SUITES[s] for s in suites]
     distributed = is_distributed(workers, address)
-    if distributed and (lm is not None or rm is not None):
-        from rshape_fast.errors import ParameterError
-
-        raise ParameterError("lm, rm: model objects cannot be sent to Ray workers")
     sweep_ids = train_prompt_ids(sweep_prompts)
     models: dict[str, tuple[Any, Any]] = {}
 
@@ -440,8 +436,11 @@ def reproduce(
         return models[suite.name]
 
     def run(suite: Suite, config: EvalConfig, path: Path) -> None:
-        # Workers load the models the config names; this process needs them only for CD.
-        suite_lm, suite_rm = (None, None) if distributed else models_for(suite, config)
+        if distributed:
+            # Workers load the models the config names; run_eval refuses model objects.
+            suite_lm, suite_rm = lm, None if rm is None else rm.get(suite.name)
+        else:
+            suite_lm, suite_rm = models_for(suite, config)
         path.parent.mkdir(parents=True, exist_ok=True)
         run_eval(
             config,
