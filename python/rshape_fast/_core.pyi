@@ -120,8 +120,11 @@ def fuse_and_select(
     temperature: float = 1.0,
     seed: int | npt.NDArray[np.uint64] | npt.NDArray[np.int64] | None = None,
     params: ShapeParams | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Shape, fuse (``base + weight * shaped``) and pick one candidate per row, all rows at once.
+    """Shape, fuse (``base + weight * shaped``) and pick one candidate per row, all rows at once;
+    a sampled row draws from softmax(fused / temperature) cut to ``top_k`` and ``top_p``.
 
     Returns ``(chosen int64 [B], fused float32 [B, k])``.
     """

@@ -196,13 +196,17 @@ def fuse_and_select(
     temperature: float = 1.0,
     seed: int | npt.ArrayLike | None = None,
     params: ShapeParams | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
 ) -> tuple[npt.NDArray[np.int64] | int, npt.NDArray[np.float32]]:
     """Shape, fuse and choose one candidate per row: one decoding step for the batch.
 
     ``fused = base_scores + weight * shape_rewards(rewards, scheme=..., probs=...,
     params=...)``, then
     per row the argmax (``greedy=True``; equal scores go to the lower index) or a draw from
-    ``softmax(fused / temperature)``.
+    ``softmax(fused / temperature)`` cut to the ``top_k`` best candidates and then to the
+    ``top_p`` nucleus (the rule of ``sample_tokens``, applied to the fused scores, as
+    transformers and vLLM apply their warpers after every logits processor).
 
     Args:
         base_scores: ``[B, k]`` (or ``[k]``) base terms (LM logits or log-probabilities).
@@ -222,6 +226,11 @@ def fuse_and_select(
             seed, so batched and row-by-row calls agree when per-row seeds are given.
             Ignored when ``greedy``.
         params: the shaping knobs, as in :func:`shape_rewards`.
+        top_k: when sampling, keep the candidates whose fused score is at least the
+            ``top_k``-th largest (``None``: all).
+        top_p: when sampling, then keep the smallest set of the most likely candidates whose
+            probability reaches ``top_p`` (in ``(0, 1]``; ``None``: all). A ``top_p`` that
+            leaves one candidate gives the greedy choice.
 
     Returns:
         ``(chosen, fused)``: int64 ``[B]`` and float32 ``[B, k]``; for 1-D input a Python
@@ -239,6 +248,8 @@ def fuse_and_select(
         temperature=temperature,
         seed=_seed(seed),
         params=params,
+        top_k=top_k,
+        top_p=top_p,
     )
     if single:
         return int(chosen[0]), fused[0]

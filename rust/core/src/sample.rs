@@ -29,7 +29,8 @@ pub struct SampleParams {
 }
 
 impl SampleParams {
-    fn check(&self) -> Result<()> {
+    /// The knobs' ranges, each error naming its argument.
+    pub fn check(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::Parameter {
                 arg: "temperature",

@@ -2,12 +2,15 @@
 //! (the choice of a token-level step, docs/architecture.md).
 //!
 //! Per row: `fused_i = base_i + λ · shaped_i`, then the argmax (ties to the lower column)
-//! or a draw from `softmax(fused / T)`. A sampled row draws from its own SplitMix64 stream,
+//! or a draw from `softmax(fused / T)` cut to the top-k candidates and then to the top-p
+//! nucleus, the rule of [`crate::sample`] applied to the fused scores (as transformers and
+//! vLLM apply their warpers after every logits processor). A sampled row draws from its own SplitMix64 stream,
 //! seeded by that row's seed alone, so a batch call and row-by-row calls with the same
 //! per-row seeds choose the same candidates.
 
 use crate::error::{Error, Result};
 use crate::rng::{fresh_seed, SplitMix64};
+use crate::sample::SampleParams;
 use crate::shaping::{
     check_finite_row, check_probs_row, check_probs_shape, exp, exp_f32, shape_rows, PerRow, Scheme,
     ShapeParams,
@@ -50,8 +53,11 @@ impl Seeds<'_> {
 pub enum Choice<'a> {
     /// The argmax of the fused scores, ties to the lower column.
     Greedy,
-    /// A draw from `softmax(fused / temperature)`.
-    Sample { temperature: f64, seeds: Seeds<'a> },
+    /// A draw from `softmax(fused / temperature)`, truncated by `top_k` and `top_p`.
+    Sample {
+        params: SampleParams,
+        seeds: Seeds<'a>,
+    },
 }
 
 /// Everything `fuse_and_select` needs besides the two matrices.
@@ -112,21 +118,51 @@ fn argmax(row: &[f32]) -> usize {
     best
 }
 
-/// Draw from `softmax(row / temperature)`, `row` NaN-free with a finite maximum `max`.
-/// `weights` is scratch space. The crate's own `exp` keeps the draw identical on every
-/// platform.
+/// Draw from `softmax(row / temperature)` cut to the top-k entries (every entry at least
+/// the k-th largest) and then to the nucleus (in descending weight, equal weights by the
+/// lower column, an entry stays while the weight strictly before it is below
+/// `top_p · Σ w`, so at least one stays). `row` is NaN-free with a finite maximum `max`;
+/// `scratch` is reused across rows. The crate's own `exp` keeps the draw identical on every
+/// platform, and without truncation the draw is the plain softmax one.
 fn sample(
     row: &[f32],
     max: f32,
-    temperature: f64,
+    params: &SampleParams,
     rng: &mut SplitMix64,
-    weights: &mut Vec<f64>,
+    scratch: &mut SampleScratch,
 ) -> usize {
+    let SampleScratch { weights, order } = scratch;
     let max = f64::from(max);
     weights.clear();
-    weights.resize(row.len(), 0.0);
-    for (w, &x) in weights.iter_mut().zip(row) {
-        *w = exp((f64::from(x) - max) / temperature);
+    weights.extend(
+        row.iter()
+            .map(|&x| exp((f64::from(x) - max) / params.temperature)),
+    );
+    if let Some(k) = params.top_k.filter(|&k| k < row.len()) {
+        order.clear();
+        order.extend(0..row.len());
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let kth = row[order[k - 1]];
+        for (w, &x) in weights.iter_mut().zip(row) {
+            if x < kth {
+                *w = 0.0;
+            }
+        }
+    }
+    if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
+        order.clear();
+        order.extend(0..row.len());
+        // Stable: equal weights keep the lower column first.
+        order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
+        let target = p * weights.iter().sum::<f64>();
+        let mut before = 0.0;
+        for &i in order.iter() {
+            if before >= target {
+                weights[i] = 0.0;
+            } else {
+                before += weights[i];
+            }
+        }
     }
     let total: f64 = weights.iter().sum();
     let target = rng.next_f64() * total;
@@ -144,6 +180,13 @@ fn sample(
     // Rounding can leave `target` a hair above the running sum; the draw then belongs to
     // the last candidate that has any weight (never a -inf one).
     last_positive
+}
+
+/// Buffers of [`sample`], reused across the rows of one call.
+#[derive(Default)]
+struct SampleScratch {
+    weights: Vec<f64>,
+    order: Vec<usize>,
 }
 
 /// Shape the `rows × cols` rewards, fuse them with the base scores and choose one column
@@ -174,13 +217,8 @@ pub fn fuse_and_select(
         .validate("weight", rows, |w| w >= 0.0, ">= 0")?;
     let base_seed = match options.choice {
         Choice::Greedy => 0,
-        Choice::Sample { temperature, seeds } => {
-            if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(Error::Parameter {
-                    arg: "temperature",
-                    message: format!("must be finite and > 0, got {temperature}"),
-                });
-            }
+        Choice::Sample { params, seeds } => {
+            params.check()?;
             match seeds {
                 Seeds::Fresh => fresh_seed(),
                 Seeds::One(seed) => seed,
@@ -248,7 +286,7 @@ fn select_rows(
     let shaped = shape_rows(options.scheme, &options.params, rewards, probs, cols);
 
     let Selection { chosen, fused } = selection;
-    let mut weights = Vec::with_capacity(cols);
+    let mut scratch = SampleScratch::default();
     for (r, (base, shaped)) in base_scores
         .chunks_exact(cols)
         .zip(shaped.chunks_exact(cols))
@@ -264,12 +302,12 @@ fn select_rows(
         let row = &fused[start..];
         let pick = match options.choice {
             Choice::Greedy => argmax(row),
-            Choice::Sample { temperature, seeds } => {
+            Choice::Sample { params, seeds } => {
                 let best = argmax(row);
                 let max = row[best];
                 if max.is_finite() {
                     let mut rng = SplitMix64::new(seeds.row_seed(base_seed, r));
-                    sample(row, max, temperature, &mut rng, &mut weights)
+                    sample(row, max, &params, &mut rng, &mut scratch)
                 } else {
                     // A fused score that overflowed f32 dominates any softmax.
                     best

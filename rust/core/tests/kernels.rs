@@ -3,8 +3,17 @@
 use rshape_core::rng::SplitMix64;
 use rshape_core::{
     fuse_and_select, shape_rewards, stackelberg_threshold, topk, Choice, Error, FuseOptions,
-    PerRow, ProbSource, Scheme, Seeds, ShapeParams, SCHEMES,
+    PerRow, ProbSource, SampleParams, Scheme, Seeds, ShapeParams, SCHEMES,
 };
+
+/// Sampling at `temperature` without truncation.
+fn temperature(temperature: f64) -> SampleParams {
+    SampleParams {
+        temperature,
+        top_k: None,
+        top_p: None,
+    }
+}
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
@@ -355,7 +364,7 @@ fn sampling_is_seeded_per_row() {
     let seeds: Vec<u64> = (0..rows as u64).map(|r| 1000 + r).collect();
     let per_row = FuseOptions {
         choice: Choice::Sample {
-            temperature: 1.0,
+            params: temperature(1.0),
             seeds: Seeds::PerRow(&seeds),
         },
         ..options(Choice::Greedy)
@@ -365,7 +374,7 @@ fn sampling_is_seeded_per_row() {
     assert_eq!(batch, again);
     let from_one = FuseOptions {
         choice: Choice::Sample {
-            temperature: 1.0,
+            params: temperature(1.0),
             seeds: Seeds::One(1000),
         },
         ..options(Choice::Greedy)
@@ -379,7 +388,7 @@ fn sampling_is_seeded_per_row() {
     for r in 0..rows {
         let single = FuseOptions {
             choice: Choice::Sample {
-                temperature: 1.0,
+                params: temperature(1.0),
                 seeds: Seeds::One(seeds[r]),
             },
             ..options(Choice::Greedy)
@@ -436,7 +445,7 @@ fn selection_errors_name_the_argument() {
         Error::Parameter { arg: "weight", .. }
     ));
     let cold = options(Choice::Sample {
-        temperature: 0.0,
+        params: temperature(0.0),
         seeds: Seeds::One(0),
     });
     assert!(matches!(
@@ -447,7 +456,7 @@ fn selection_errors_name_the_argument() {
         }
     ));
     let short_seeds = options(Choice::Sample {
-        temperature: 1.0,
+        params: temperature(1.0),
         seeds: Seeds::PerRow(&[]),
     });
     assert!(matches!(
@@ -465,5 +474,61 @@ fn topk_public_entry() {
     assert!(matches!(
         topk(&logits, 1, 6, 7),
         Err(Error::Parameter { arg: "k", .. })
+    ));
+}
+
+#[test]
+fn sampling_truncates_the_fused_scores() {
+    let mut rng = SplitMix64::new(7);
+    let (rows, cols) = (4, 6);
+    let base: Vec<f32> = (0..rows * cols).map(|_| rng.next_f64() as f32).collect();
+    let rewards: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.next_f64() as f32 * 4.0)
+        .collect();
+    let greedy = fuse_and_select(&base, &rewards, rows, cols, &options(Choice::Greedy)).unwrap();
+    let top2: Vec<Vec<i64>> = greedy
+        .fused
+        .chunks_exact(cols)
+        .map(|row| {
+            let mut order: Vec<i64> = (0..cols as i64).collect();
+            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+            order[..2].to_vec()
+        })
+        .collect();
+    for seed in 0..50u64 {
+        let draw = |top_k: Option<usize>, top_p: Option<f64>| {
+            let params = SampleParams {
+                temperature: 5.0,
+                top_k,
+                top_p,
+            };
+            let opts = options(Choice::Sample {
+                params,
+                seeds: Seeds::One(seed),
+            });
+            fuse_and_select(&base, &rewards, rows, cols, &opts)
+                .unwrap()
+                .chosen
+        };
+        // One candidate left, by either cut: the greedy choice.
+        assert_eq!(draw(Some(1), None), greedy.chosen);
+        assert_eq!(draw(None, Some(1e-6)), greedy.chosen);
+        for (r, &c) in draw(Some(2), None).iter().enumerate() {
+            assert!(top2[r].contains(&c), "row {r}: {c} outside the top 2");
+        }
+        // No cut at all is the plain draw.
+        assert_eq!(draw(Some(cols), Some(1.0)), draw(None, None));
+    }
+    let bad_p = options(Choice::Sample {
+        params: SampleParams {
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(0.0),
+        },
+        seeds: Seeds::One(0),
+    });
+    assert!(matches!(
+        fuse_and_select(&base, &rewards, rows, cols, &bad_p).unwrap_err(),
+        Error::Parameter { arg: "top_p", .. }
     ));
 }

@@ -299,13 +299,14 @@ fn shape_rewards<'py>(
     Ok(into_matrix(py, rows, cols, out))
 }
 
-/// Shape, fuse (`base + weight * shaped`) and pick one candidate per row, all rows at once.
+/// Shape, fuse (`base + weight * shaped`) and pick one candidate per row, all rows at once;
+/// a sampled row draws from softmax(fused / temperature) cut to `top_k` and `top_p`.
 ///
 /// Returns `(chosen int64 [B], fused float32 [B, k])`.
 #[pyfunction]
 #[pyo3(signature = (
     base_scores, rewards, *, weight, scheme="srs", probs=None, probs_from_base=true,
-    greedy=true, temperature=1.0, seed=None, params=None
+    greedy=true, temperature=1.0, seed=None, params=None, top_k=None, top_p=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn fuse_and_select<'py>(
@@ -320,6 +321,8 @@ fn fuse_and_select<'py>(
     temperature: f64,
     seed: Option<&Bound<'py, PyAny>>,
     params: Option<&Bound<'py, PyAny>>,
+    top_k: Option<i64>,
+    top_p: Option<f64>,
 ) -> Result<SelectionArrays<'py>> {
     let scheme = Scheme::parse(scheme)?;
     let params = params_arg(params)?;
@@ -336,18 +339,14 @@ fn fuse_and_select<'py>(
         None if probs_from_base => ProbSource::SoftmaxOfBase,
         None => ProbSource::Uniform,
     };
+    let sample = sample_params(temperature, top_k, top_p)?;
     let choice = if greedy {
         // Checked even when unused, so a bad value is caught before a sampling run.
-        if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(parameter(
-                "temperature",
-                format!("must be finite and > 0, got {temperature}"),
-            ));
-        }
+        sample.check()?;
         Choice::Greedy
     } else {
         Choice::Sample {
-            temperature,
+            params: sample,
             seeds: seed.seeds(),
         }
     };
@@ -364,6 +363,29 @@ fn fuse_and_select<'py>(
         PyArray1::from_vec(py, selection.chosen),
         into_matrix(py, rows, cols, selection.fused),
     ))
+}
+
+/// Temperature and truncation of a draw; the core checks the ranges, this only refuses a
+/// negative `top_k` that `usize` cannot hold.
+fn sample_params(temperature: f64, top_k: Option<i64>, top_p: Option<f64>) -> Result<SampleParams> {
+    let top_k = top_k
+        .map(|k| {
+            usize::try_from(k).map_err(|_| {
+                parameter(
+                    "top_k",
+                    format!(
+                        "must be >= 1 (a k at or above the row length keeps every token), \
+                         got {k}"
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(SampleParams {
+        temperature,
+        top_k,
+        top_p,
+    })
 }
 
 /// One token id per row of float32 logits `[B, V]`, drawn with `uniforms` (float64 `[B]`
@@ -398,24 +420,7 @@ fn sample_tokens<'py>(
     let u = uniforms
         .as_slice()
         .map_err(|_| shape("uniforms", "must be C-contiguous"))?;
-    let top_k = top_k
-        .map(|k| {
-            usize::try_from(k).map_err(|_| {
-                parameter(
-                    "top_k",
-                    format!(
-                        "must be >= 1 (a k at or above the row length keeps every token), \
-                         got {k}"
-                    ),
-                )
-            })
-        })
-        .transpose()?;
-    let params = SampleParams {
-        temperature,
-        top_k,
-        top_p,
-    };
+    let params = sample_params(temperature, top_k, top_p)?;
     let data = logits.slice()?;
     let (rows, cols) = (logits.rows, logits.cols);
     let chosen = py.detach(|| rshape_core::sample_tokens(data, rows, cols, u, &params))?;
