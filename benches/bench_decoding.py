@@ -31,7 +31,7 @@ from naive_decoding import naive_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per prompt")
     parser.add_argument("--naive-prompts", type=int, default=2, help="prompts for the naive loop")
     parser.add_argument("--batch", type=int, default=8, help="batch size of the batched run")

@@ -58,7 +58,7 @@ def report(label: str, summary: RunSummary) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8, help="bundled test prompts")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per response")
     add_device_flag(parser)

@@ -236,7 +236,7 @@ def bench_sample(batches: list[int], vocab: int, budget: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, shorter repeats")
     add_device_flag(parser)
     args = parser.parse_args()

@@ -112,7 +112,7 @@ def replay(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     parser.add_argument("--split", default="train", choices=("train", "test"))
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--n", type=int, default=32)

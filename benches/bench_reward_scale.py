@@ -44,7 +44,7 @@ def moved(values: np.ndarray, rewards: np.ndarray, scheme: str, options: Decodin
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 prompts, 8 steps")
     parser.add_argument("--prompts", type=int, default=16, help="bundled train prompts")
     parser.add_argument("--steps", type=int, default=24, help="greedy steps per prompt")

@@ -47,7 +47,7 @@ def run(prompts: list[str], lm: Any, rm: Any, **knobs: Any) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
     parser.add_argument("--prompts", type=int, help="number of test prompts")
     parser.add_argument("--max-new-tokens", type=int, help="response budget")

@@ -256,7 +256,7 @@ def part_weight_floor(args: argparse.Namespace, prompts: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 prompts, 8 new tokens")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per prompt")
     parser.add_argument("--batch", type=int, default=8, help="rows decoded together")

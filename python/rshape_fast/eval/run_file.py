@@ -9,19 +9,23 @@ line of its own, and returns the ``(point, prompt)`` pairs already written, whic
 resumed run skips. A file written for another configuration is refused unless
 ``restart=True``.
 
-Only one process (the driver of a run, docs/architecture.md) writes a run file.
+Only one process (the driver of a run, docs/architecture.md) writes a run file, and
+:func:`writer_lock` enforces it: a second writer fails at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from rshape_fast.errors import InvalidInputError, RshapeError
+from rshape_fast.errors import InvalidInputError, RshapeError, RunFileLockedError
 from rshape_fast.eval.grid import FORMAT_VERSION, EvalConfig, GridPoint
 
 __all__ = [
@@ -120,6 +124,43 @@ def read_run(path: str | Path) -> RunFile:
             skips.append(record)
         good += len(line) + 1
     return RunFile(header, rows, skips, good, dropped)
+
+
+def lock_path(path: Path) -> Path:
+    """The writer lock of a run file: ``PATH.lock`` beside it."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold the run file's writer lock while the block runs.
+
+    An advisory ``flock`` on :func:`lock_path`, which holds the holder's pid. The kernel
+    drops the lock when its process exits, killed or not, so a lock file left behind never
+    blocks the next run. The file itself is kept: removing it would let a writer that
+    opened it just before lock a file nobody else can see.
+
+    Raises:
+        RunFileLockedError: another process holds the lock (its pid and the lock's path
+            are in the message); raised at once, never waited on.
+    """
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            raise RunFileLockedError(
+                f"{path}: another process (pid {holder}) is writing this run file (lock "
+                f"{lock}); wait for it to finish, or write to another file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def append_record(handle: IO[str], record: Mapping[str, Any]) -> None:

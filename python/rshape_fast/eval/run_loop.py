@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from rshape_fast.errors import ParameterError
 from rshape_fast.eval.grid import EvalConfig, GridPoint, config_hash, expand_grid
-from rshape_fast.eval.run_file import append_record, open_run
+from rshape_fast.eval.run_file import append_record, open_run, writer_lock
 from rshape_fast.eval.tasks import Task, decode_task, load_models, plan_tasks, worker_identity
 
 __all__ = ["RunSummary", "RunWriter", "WorkerStats", "is_distributed", "run_eval"]
@@ -245,40 +245,42 @@ def run_eval(
     prompts = config.load_prompts()
     points = expand_grid(config)
     digest = config_hash(config, points, prompts)
-    done = open_run(file, config, points, prompts, digest, restart=restart)
-    tasks = plan_tasks(points, prompts, done)
-    total = sum(len(t.prompts) for t in tasks)
-    reused = len(points) * len(prompts) - total
-    lost: list[str] = []
-    with file.open("a", encoding="utf-8") as handle:
-        writer = RunWriter(handle, done, total=total, progress=progress, on_row=on_row)
-        try:
-            if tasks and distributed:
-                from rshape_fast.eval.distributed import run_distributed
+    # One writer per run file: the lock is held from reading the file to the last row.
+    with writer_lock(file):
+        done = open_run(file, config, points, prompts, digest, restart=restart)
+        tasks = plan_tasks(points, prompts, done)
+        total = sum(len(t.prompts) for t in tasks)
+        reused = len(points) * len(prompts) - total
+        lost: list[str] = []
+        with file.open("a", encoding="utf-8") as handle:
+            writer = RunWriter(handle, done, total=total, progress=progress, on_row=on_row)
+            try:
+                if tasks and distributed:
+                    from rshape_fast.eval.distributed import run_distributed
 
-                lost = run_distributed(
-                    tasks,
-                    writer,
-                    config,
-                    digest=digest,
-                    device=device,
-                    keep_going=keep_going,
-                    workers=workers,
-                    address=address,
-                )
-            elif tasks:
-                _run_local(
-                    tasks,
-                    writer,
-                    config,
-                    lm=lm,
-                    rm=rm,
-                    digest=digest,
-                    device=device,
-                    keep_going=keep_going,
-                )
-        finally:
-            writer.close()
+                    lost = run_distributed(
+                        tasks,
+                        writer,
+                        config,
+                        digest=digest,
+                        device=device,
+                        keep_going=keep_going,
+                        workers=workers,
+                        address=address,
+                    )
+                elif tasks:
+                    _run_local(
+                        tasks,
+                        writer,
+                        config,
+                        lm=lm,
+                        rm=rm,
+                        digest=digest,
+                        device=device,
+                        keep_going=keep_going,
+                    )
+            finally:
+                writer.close()
     return RunSummary(
         path=file,
         config_hash=digest,
