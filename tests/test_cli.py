@@ -142,7 +142,12 @@ def test_every_decoding_option_has_a_flag() -> None:
     from rshape_fast.cli import KNOBS
     from rshape_fast.decoding.options import DecodingOptions
 
-    flags = {knob.name for knob in KNOBS} | {"greedy", "chat_template", "stop"}
+    flags = {knob.name for knob in KNOBS} | {
+        "greedy",
+        "chat_template",
+        "special_tokens_in_prompts",
+        "stop",
+    }
     assert set(DecodingOptions.__dataclass_fields__) == flags
 
 
@@ -168,7 +173,8 @@ def test_generate_rows_carry_prompt_ids_and_dtype_reaches_the_loader(
     argv = ["generate", "--prompts-file", str(prompts), "--method", "base"]
     argv += ["--max-new-tokens", "2", "--dtype", "bfloat16", "--quiet", "-o", str(out)]
     assert main(argv) == 0
-    assert calls == [{"name": "smollm2-135m-instruct", "device": "cpu", "dtype": "bfloat16"}]
+    loaded = [{**call, "device": str(call["device"])} for call in calls]
+    assert loaded == [{"name": "smollm2-135m-instruct", "device": "cpu", "dtype": "bfloat16"}]
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [row["key"] for row in rows] == ["first", "7"]
     assert all(row["options"]["max_new_tokens"] == 2 for row in rows)

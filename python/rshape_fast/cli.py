@@ -173,6 +173,12 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="feed prompts as raw text, without the LM's chat template",
     )
+    group.add_argument(
+        "--special-tokens-in-prompts",
+        action="store_true",
+        help="let special-token strings in prompts (e.g. <|im_end|>) act as control tokens; "
+        "by default they are encoded as text, so a prompt cannot forge chat turns",
+    )
     group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 
@@ -206,7 +212,7 @@ def _reward(args: argparse.Namespace) -> str | list[str] | None:
 
 
 def _knobs(args: argparse.Namespace) -> dict[str, Any]:
-    names = [knob.name for knob in KNOBS] + ["greedy", "chat_template"]
+    names = [knob.name for knob in KNOBS] + ["greedy", "chat_template", "special_tokens_in_prompts"]
     out = {name: getattr(args, name) for name in names}
     out["stop"] = tuple(args.stop)
     return out
@@ -309,8 +315,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """Every `rshape` parser and subparser (subparsers inherit the class): a long option
+    must be spelt out, because argparse's prefix matching would read a typo such as
+    `--method` as another flag (`--methods`) and silently change the run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rshape",
         description="Reward-guided decoding with Stackelberg reward shaping (rshape_fast).",
     )

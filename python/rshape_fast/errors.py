@@ -9,12 +9,15 @@ of the wrong type or dtype is also a ``TypeError``.
 from __future__ import annotations
 
 __all__ = [
+    "ContextLengthError",
+    "DeviceError",
     "InputTypeError",
     "InvalidInputError",
     "ModelError",
     "NonFiniteError",
     "ParameterError",
     "RshapeError",
+    "RunFileLockedError",
     "ShapeError",
 ]
 
@@ -45,3 +48,16 @@ class InputTypeError(InvalidInputError, TypeError):
 
 class ModelError(RshapeError):
     """A model cannot be found, loaded, converted or cached."""
+
+
+class DeviceError(ParameterError):
+    """A device that this machine does not have, or a model on another device than asked."""
+
+
+class ContextLengthError(InvalidInputError):
+    """A prompt plus the tokens to generate (or a reward model's input) exceeds a model's
+    context: the message names both numbers."""
+
+
+class RunFileLockedError(RshapeError):
+    """Another process is writing the run file (the message names the lock and its pid)."""

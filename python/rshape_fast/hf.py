@@ -37,7 +37,8 @@ __all__ = ["RewardGuidedLogitsProcessor"]
 # The DecodingOptions knobs that mean something inside `generate`'s own loop.
 _KNOBS = frozenset(
     {"k", "weight", "shaping", "bound", "alpha", "beta", "spread_ratio", "max_weight",
-     "max_exponent", "cap", "ensemble", "uwo_weight"}
+     "max_exponent", "cap", "ensemble", "uwo_weight", "max_new_tokens",
+     "special_tokens_in_prompts"}
 )  # fmt: skip
 
 
@@ -51,7 +52,10 @@ class RewardGuidedLogitsProcessor(LogitsProcessor):
             or a list of them combined by `ensemble`).
         prompts: the batch's user prompts, in row order (the reward template needs them).
         **knobs: the ARGS knobs of `DecodingOptions`: k, weight (λ), shaping, bound, alpha,
-            beta, spread_ratio, max_weight, max_exponent, cap, ensemble, uwo_weight.
+            beta, spread_ratio, max_weight, max_exponent, cap, ensemble, uwo_weight; and
+            max_new_tokens (give the generate call's: the reward model's longest input is
+            checked against its context up front) and special_tokens_in_prompts (as the
+            prompts were encoded for the LM).
     """
 
     def __init__(self, lm: LanguageModel, rm: Any, prompts: Sequence[str], **knobs: Any) -> None:

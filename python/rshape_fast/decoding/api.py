@@ -24,35 +24,52 @@ from rshape_fast.models import (
     TextRewardModel,
     load_lm,
 )
+from rshape_fast.models.loading import check_model_device, resolve_device
 
 RewardLike = RewardModel | TextRewardModel | RewardEnsemble | str | Callable[..., Any]
+
+
+def _given_models(lm: LanguageModel, reward: Reward | None) -> list[tuple[str, Any]]:
+    """`(name, device)` of every model object of a run that sits on a torch device."""
+    out: list[tuple[str, Any]] = [(f"lm {lm.name!r}", lm.device)]
+    members = reward.members if isinstance(reward, RewardEnsemble) else [reward]
+    out.extend((f"rm {m.name!r}", m.device) for m in members if isinstance(m, RewardModel))
+    return out
 
 
 def _resolve(
     lm: LanguageModel | str | None,
     rm: RewardLike | Sequence[RewardLike] | None,
     options: DecodingOptions,
-    device: str,
+    device: str | None,
     dtype: str,
     rm_dtype: str | None,
 ) -> tuple[LanguageModel, Reward | None]:
-    """The models of a run; names are loaded on `device`, in `dtype` (`rm_dtype`)."""
+    """The models of a run; names are loaded on `device` (default "cpu"), in `dtype`
+    (`rm_dtype`). A given model object on another device than an explicit `device` is
+    refused: it would run where it is, not where `device` says."""
+    target = resolve_device(device or "cpu")
     model = (
         lm
         if isinstance(lm, LanguageModel)
-        else load_lm(lm or DEFAULT_LM, device=device, dtype=dtype)
+        else load_lm(lm or DEFAULT_LM, device=target, dtype=dtype)
     )
     if rm is None and options.method != "base":
         rm = DEFAULT_REWARD_MODEL
-    if rm is None:
-        return model, None
-    reward = steering_reward(
-        rm,
-        mode=options.ensemble,
-        uwo_weight=options.uwo_weight,
-        device=device,
-        dtype=rm_dtype or dtype,
+    reward = (
+        None
+        if rm is None
+        else steering_reward(
+            rm,
+            mode=options.ensemble,
+            uwo_weight=options.uwo_weight,
+            device=target,
+            dtype=rm_dtype or dtype,
+        )
     )
+    if device is not None:
+        for name, where in _given_models(model, reward):
+            check_model_device(name, where, target)
     return model, reward
 
 
@@ -110,12 +127,20 @@ def _results(
     todo = [i for i, r in enumerate(rewards) if r is None]
     scores: np.ndarray | None = None
     if isinstance(rm, RewardEnsemble):
-        members = rm.score_members([prompts[p] for p in batch], [o.text for o in outputs])
+        members = rm.score_members(
+            [prompts[p] for p in batch],
+            [o.text for o in outputs],
+            special_tokens=options.special_tokens_in_prompts,
+        )
         for o, column in zip(outputs, members.T.tolist(), strict=True):
             o.extras["member_rewards"] = column
         scores = rm.final_rewards(members[:, todo])
     elif rm is not None and todo:
-        scores = rm.score([prompts[batch[i]] for i in todo], [outputs[i].text for i in todo])
+        scores = rm.score(
+            [prompts[batch[i]] for i in todo],
+            [outputs[i].text for i in todo],
+            special_tokens=options.special_tokens_in_prompts,
+        )
     if scores is not None:
         for i, score in zip(todo, np.asarray(scores).tolist(), strict=True):
             rewards[i] = float(score)
@@ -144,7 +169,7 @@ def generate(
     lm: LanguageModel | str | None = None,
     rm: RewardLike | Sequence[RewardLike] | None = None,
     keys: Sequence[str] | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     dtype: str = "float32",
     rm_dtype: str | None = None,
     progress: bool = False,
@@ -163,7 +188,10 @@ def generate(
         keys: one distinct string per prompt that keys its random draws (e.g. prompt ids).
             Default: the prompt text (with its occurrence number for repeats), so a prompt's
             result never depends on its position, its batch or the other prompts.
-        device: where models named by string are loaded ("cpu", "cuda", ...).
+        device: where models named by string are loaded ("cpu", "cuda", ...; default
+            "cpu"). When given, model objects must already be there (a `DeviceError`
+            names both devices otherwise); leave it unset to run given models where they
+            are, the reward model possibly on another device than the LM.
         dtype: the dtype models named by string are loaded in ("float32", "bfloat16",
             "float16"); `rm_dtype` overrides it for the reward model(s).
         progress: show a progress bar of generated tokens (tokens/s, ETA).
@@ -219,7 +247,7 @@ def stream(
     lm: LanguageModel | str | None = None,
     rm: RewardLike | Sequence[RewardLike] | None = None,
     key: str | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     dtype: str = "float32",
     rm_dtype: str | None = None,
     **knobs: Any,

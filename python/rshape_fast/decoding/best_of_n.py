@@ -13,15 +13,16 @@ import numpy as np
 
 from rshape_fast._core import StreamingBestOfN
 from rshape_fast.decoding.ensemble import Reward
+from rshape_fast.decoding.lm_state import encode_prompts
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.response_sampler import (
     ResponseGenerator,
     Sample,
     Sampler,
-    encode_prompts,
     require_reward_model,
     sample_output,
+    score_samples,
     score_texts,
 )
 from rshape_fast.decoding.results import Cost, RowOutput
@@ -83,9 +84,7 @@ def _sample_and_score(
     sampler, samples = draw_samples(lm, prompts, keys, options, costs, timer, progress)
     sampler.run()
     flat = [s for group in samples for s in group]
-    rewards = score_texts(
-        rm, prompts, [s.owner for s in flat], [s.text for s in flat], costs, timer
-    )
+    rewards = score_samples(rm, prompts, flat, costs, timer, options)
     return samples, rewards.reshape(len(prompts), options.n)
 
 
@@ -196,7 +195,13 @@ def run_streaming_bon(
     state = StreamingBestOfN(len(prompts), n)
     flat = [s for group in samples for s in group]
     cached = (
-        PartialResponseScorer(reward, [prompts[s.owner] for s in flat], [_id(s, n) for s in flat])
+        PartialResponseScorer(
+            reward,
+            [prompts[s.owner] for s in flat],
+            [_id(s, n) for s in flat],
+            max_response_tokens=options.max_new_tokens,
+            special_tokens=options.special_tokens_in_prompts,
+        )
         if options.reject_fraction > 0 and shares_cache(reward, lm)
         else None
     )
@@ -208,7 +213,15 @@ def run_streaming_bon(
     def score_live(live: list[Sample]) -> np.ndarray:
         if cached is None or not live:
             texts = [lm.decode(s.response_ids) for s in live]
-            return score_texts(reward, prompts, [s.owner for s in live], texts, costs, timer)
+            return score_texts(
+                reward,
+                prompts,
+                [s.owner for s in live],
+                texts,
+                costs,
+                timer,
+                special_tokens=options.special_tokens_in_prompts,
+            )
         with timer.phase("rm"):
             scores, ran = cached.score([_id(s, n) for s in live], [s.response_ids for s in live])
         for sample, tokens in zip(live, ran, strict=True):
@@ -222,9 +235,7 @@ def run_streaming_bon(
         unrecorded.clear()
         if not finished and not live:
             return
-        final = score_texts(
-            reward, prompts, [s.owner for s in finished], [s.text for s in finished], costs, timer
-        )
+        final = score_samples(reward, prompts, finished, costs, timer, options)
         scores = np.concatenate([final, score_live(live)])
         with timer.phase("select"):
             ids = np.array([_id(s, n) for s in finished + live], dtype=np.int64)

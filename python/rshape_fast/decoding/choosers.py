@@ -7,7 +7,9 @@ and vLLM's sampler compose a step from small parts (docs/architecture.md, "A ste
 
 - `BaseChooser`: the LM alone, greedy or sampled (temperature, top-k, top-p).
 - `ArgsChooser`: ARGS / SRS-ARGS: top-k, rewards of `prefix ⊕ candidate`, one Rust
-  `fuse_and_select` (shaping, fusion, choice) for the batch.
+  `fuse_and_select` (shaping, fusion, choice) for the batch. When sampling, `top_k` and
+  `top_p` cut the fused distribution over the k candidates, as transformers and vLLM apply
+  their warpers after the logits processors.
 - `ValueHeadChooser`: controlled decoding: `log p_T(v) + λ·V(prefix ⊕ v)`, with the k
   candidates run through the LM itself so that the chosen one needs no forward of its own.
 
@@ -122,7 +124,13 @@ class ArgsChooser:
         self.options = options
         self.params = options.shape_params  # built (and checked) once, not every step
         self.ensemble = rm if isinstance(rm, RewardEnsemble) else None
-        self.scorer = candidate_scorer(rm, lm, prompts)
+        self.scorer = candidate_scorer(
+            rm,
+            lm,
+            prompts,
+            max_response_tokens=options.max_new_tokens,
+            special_tokens=options.special_tokens_in_prompts,
+        )
         self.counters: Counted | None = self.scorer
         self.path: str | None = self.scorer.path
 
@@ -155,6 +163,8 @@ class ArgsChooser:
                 temperature=opts.temperature,
                 seed=meta.seeds,
                 params=self.params,
+                top_k=opts.top_k,
+                top_p=opts.top_p,
             )
         return ids, fused, np.asarray(chosen)
 
@@ -238,6 +248,8 @@ class ValueHeadChooser:
                 greedy=opts.greedy,
                 temperature=1.0,
                 seed=meta.seeds,
+                top_k=opts.top_k,
+                top_p=opts.top_p,
             )
             chosen_t = torch.from_numpy(np.asarray(chosen, dtype=np.int64))
             tokens = ids.cpu().gather(1, chosen_t.view(-1, 1)).view(-1)

@@ -104,9 +104,13 @@ class RewardEnsemble:
     def __repr__(self) -> str:
         return f"RewardEnsemble({self.name})"
 
-    def score_members(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def score_members(
+        self, prompts: Sequence[str], responses: Sequence[str], *, special_tokens: bool = False
+    ) -> np.ndarray:
         """Every member's rewards of the pairs, float32 `[M, n]`."""
-        return np.stack([m.score(prompts, responses) for m in self.members])
+        return np.stack(
+            [m.score(prompts, responses, special_tokens=special_tokens) for m in self.members]
+        )
 
     def combine(
         self,
@@ -130,9 +134,12 @@ class RewardEnsemble:
         mode = "mean" if self.mode == "logsigmoid" else self.mode
         return combine(members, mode, uwo_weight=self.uwo_weight)
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def score(
+        self, prompts: Sequence[str], responses: Sequence[str], *, special_tokens: bool = False
+    ) -> np.ndarray:
         """Rewards of single final responses (see `final_rewards`)."""
-        return self.final_rewards(self.score_members(prompts, responses))
+        members = self.score_members(prompts, responses, special_tokens=special_tokens)
+        return self.final_rewards(members)
 
 
 #: Anything that steers decoding: one reward model, a text scorer, or an ensemble of them.

@@ -11,8 +11,25 @@ from collections.abc import Sequence
 
 import torch
 
+from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.kv_batch import KVBatch
 from rshape_fast.models import LanguageModel
+
+
+def encode_prompts(
+    lm: LanguageModel, prompts: Sequence[str], options: DecodingOptions
+) -> list[list[int]]:
+    """The LM input ids of each prompt (chat template and special tokens as the options
+    say), refused before any decoding when a prompt plus `max_new_tokens` exceeds the LM's
+    context."""
+    ids = [
+        lm.encode(
+            p, chat_template=options.chat_template, special_tokens=options.special_tokens_in_prompts
+        )
+        for p in prompts
+    ]
+    lm.check_context(ids, options.max_new_tokens)
+    return ids
 
 
 class LMState(KVBatch):

@@ -65,6 +65,9 @@ class DecodingOptions:
     batch_size: int = 8
     seed: int = 0
     chat_template: bool = True
+    # Whether special-token strings in a prompt (e.g. "<|im_end|>") act as control tokens
+    # in the LM's and the reward models' templates; off, they are encoded as text.
+    special_tokens_in_prompts: bool = False
     stop: tuple[str, ...] = field(default_factory=tuple)
     # Best-of-N family (bon, soft_bon, streaming_bon).
     n: int = 8
@@ -161,6 +164,9 @@ class DecodingOptions:
             "seed",
             f"must be an integer in [0, 2**63), got {self.seed!r}",
         )
+        for name in ("greedy", "chat_template", "special_tokens_in_prompts"):
+            value = getattr(self, name)
+            _check(isinstance(value, bool), name, f"must be True or False, got {value!r}")
         _check(
             all(isinstance(s, str) and s for s in self.stop),
             "stop",

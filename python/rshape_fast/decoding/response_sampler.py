@@ -101,8 +101,11 @@ def score_texts(
     texts: Sequence[str],
     costs: Sequence[Cost],
     timer: PhaseTimer,
+    *,
+    special_tokens: bool = False,
 ) -> np.ndarray:
     """Steering rewards of `(prompts[owner], text)` pairs in one batched call (float32).
+    `special_tokens` is as in `RewardModel.score`.
 
     Charges each owner one reward call and the tokens of its scored texts. Reward models
     tokenise the formatted pair exactly as `RewardModel.score` does, so the counts are the
@@ -117,17 +120,42 @@ def score_texts(
     with timer.phase("rm"):
         for member in members:
             if isinstance(member, RewardModel):
-                ids = [member.encode_pair(p, t) for p, t in zip(pair_prompts, texts, strict=True)]
+                ids = [
+                    member.encode_pair(p, t, special_tokens=special_tokens)
+                    for p, t in zip(pair_prompts, texts, strict=True)
+                ]
                 scores.append(member.score_ids(ids))
                 for owner, seq in zip(owners, ids, strict=True):
                     costs[owner].rm_tokens += len(seq)
             else:
-                scores.append(member.score(pair_prompts, list(texts)))
+                scores.append(
+                    member.score(pair_prompts, list(texts), special_tokens=special_tokens)
+                )
     for owner in set(owners):
         costs[owner].rm_calls += len(members)
     if isinstance(rm, RewardEnsemble):
         return rm.combine(np.stack(scores), sets=np.asarray(owners))
     return np.asarray(scores[0], dtype=np.float32)
+
+
+def score_samples(
+    rm: Reward,
+    prompts: Sequence[str],
+    samples: Sequence[Sample],
+    costs: Sequence[Cost],
+    timer: PhaseTimer,
+    options: DecodingOptions,
+) -> np.ndarray:
+    """`score_texts` of finished samples: each one's text against its owner's prompt."""
+    return score_texts(
+        rm,
+        prompts,
+        [s.owner for s in samples],
+        [s.text for s in samples],
+        costs,
+        timer,
+        special_tokens=options.special_tokens_in_prompts,
+    )
 
 
 def next_token_entropy(logits: torch.Tensor) -> np.ndarray:
@@ -328,10 +356,3 @@ class Sampler:
     def _finish(self, sample: Sample, reason: str, text: str | None) -> None:
         sample.reason = reason
         sample.text = text if text is not None else self.lm.decode(sample.response_ids)
-
-
-def encode_prompts(
-    lm: LanguageModel, prompts: Sequence[str], options: DecodingOptions
-) -> list[list[int]]:
-    """The LM input ids of each prompt (chat template as the options say)."""
-    return [lm.encode(p, chat_template=options.chat_template) for p in prompts]

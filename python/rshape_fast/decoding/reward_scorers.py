@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedModel
 
 from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
-from rshape_fast.errors import InvalidInputError, ModelError, NonFiniteError
+from rshape_fast.errors import ContextLengthError, InvalidInputError, ModelError, NonFiniteError
 from rshape_fast.kv_batch import KVBatch
 from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
 
@@ -35,25 +35,39 @@ class CachedCandidateScorer:
     """Candidate rewards from a decoder reward model with a prefix KV cache.
 
     The reward model may sit on another device than the LM: candidate ids are moved to it
-    and its cache stays there.
+    and its cache stays there. With `max_response_tokens`, a row whose longest input (head,
+    that many response tokens, the last one a candidate, and the tail) exceeds the reward
+    model's context is refused before any work; `special_tokens` is as in
+    `RewardModel.template_ids`.
     """
 
     path = "cached"
 
-    def __init__(self, rm: RewardModel, prompts: Sequence[str]) -> None:
+    def __init__(
+        self,
+        rm: RewardModel,
+        prompts: Sequence[str],
+        *,
+        max_response_tokens: int | None = None,
+        special_tokens: bool = False,
+    ) -> None:
         parts = rm.backbone_and_head()
         if parts is None:
             raise ModelError("the cached scorer needs a decoder reward model with a score head")
         backbone, self.head = parts
         if not isinstance(backbone, PreTrainedModel):
             raise ModelError(f"the reward model's body is a {type(backbone).__name__}")
-        heads, tails = zip(*(rm.template_ids(p) for p in prompts), strict=True)
+        heads, tails = zip(
+            *(rm.template_ids(p, special_tokens=special_tokens) for p in prompts), strict=True
+        )
         if len({tuple(t) for t in tails}) != 1:
             # The tail follows the response, so it can only vary if the template puts the
             # prompt after the response; blocks of one length keep the step one forward.
             raise ModelError(
                 "the reward template's text after {response} must not depend on the prompt"
             )
+        if max_response_tokens is not None:
+            _check_rm_context(rm, heads, len(tails[0]), max_response_tokens)
         # Pad id 0: padding is masked out, so any id gives the same rewards.
         self.batch = KVBatch(backbone, heads, pad_id=0)
         self.tail = torch.tensor(tails[0], dtype=torch.long, device=self.batch.device)
@@ -109,7 +123,8 @@ class CachedCandidateScorer:
 
 
 class TextCandidateScorer:
-    """Candidate rewards through text: decode, then score all `rows·k` texts at once."""
+    """Candidate rewards through text: decode, then score all `rows·k` texts at once
+    (`RewardModel.score` refuses a text longer than the model's context)."""
 
     path = "text"
 
@@ -118,8 +133,11 @@ class TextCandidateScorer:
         rm: RewardModel | TextRewardModel,
         lm: LanguageModel,
         prompts: Sequence[str],
+        *,
+        special_tokens: bool = False,
     ) -> None:
         self.rm = rm
+        self.special_tokens = special_tokens
         self.lm = lm
         self.prompts = list(prompts)
         self.responses: list[list[int]] = [[] for _ in self.prompts]
@@ -150,7 +168,7 @@ class TextCandidateScorer:
                 texts.append(self.lm.decode([*self.responses[row], token]))
             self.tokens[row] += k * (len(self.responses[row]) + 1)
         self.calls += 1
-        return self.rm.score(prompts, texts).reshape(rows, k)
+        return self.rm.score(prompts, texts, special_tokens=self.special_tokens).reshape(rows, k)
 
 
 class PartialResponseScorer:
@@ -164,12 +182,25 @@ class PartialResponseScorer:
     once per distinct prompt (`head_tokens` says where that work is charged).
     """
 
-    def __init__(self, rm: RewardModel, prompts: Sequence[str], ids: Sequence[int]) -> None:
+    def __init__(
+        self,
+        rm: RewardModel,
+        prompts: Sequence[str],
+        ids: Sequence[int],
+        *,
+        max_response_tokens: int | None = None,
+        special_tokens: bool = False,
+    ) -> None:
         if len(ids) != len(prompts) or len(set(ids)) != len(ids):
             raise InvalidInputError("one distinct id per prompt row")
         # The template head is run once per distinct prompt and forked to its rows.
         distinct = {p: j for j, p in enumerate(dict.fromkeys(prompts))}
-        self.scorer = CachedCandidateScorer(rm, list(distinct))
+        self.scorer = CachedCandidateScorer(
+            rm,
+            list(distinct),
+            max_response_tokens=max_response_tokens,
+            special_tokens=special_tokens,
+        )
         ran = self.scorer.flush()
         parents = [distinct[p] for p in prompts]
         self.scorer.select(parents)
@@ -211,9 +242,24 @@ class EnsembleCandidateScorer:
     (a cached member keeps its own KV cache). `score` returns `[M, rows, k]`; the chooser
     combines them, since `logsigmoid` needs the candidates' base probabilities."""
 
-    def __init__(self, ensemble: RewardEnsemble, lm: LanguageModel, prompts: Sequence[str]):
+    def __init__(
+        self,
+        ensemble: RewardEnsemble,
+        lm: LanguageModel,
+        prompts: Sequence[str],
+        *,
+        max_response_tokens: int | None = None,
+        special_tokens: bool = False,
+    ):
         self.scorers: list[CandidateScorer] = [
-            candidate_scorer(m, lm, prompts) for m in ensemble.members
+            candidate_scorer(
+                m,
+                lm,
+                prompts,
+                max_response_tokens=max_response_tokens,
+                special_tokens=special_tokens,
+            )
+            for m in ensemble.members
         ]
         self.path: str = "+".join(s.path for s in self.scorers)
 
@@ -255,10 +301,44 @@ def shares_cache(rm: Reward, lm: LanguageModel) -> TypeGuard[RewardModel]:
 CandidateScorer = CachedCandidateScorer | TextCandidateScorer | EnsembleCandidateScorer
 
 
-def candidate_scorer(rm: Reward, lm: LanguageModel, prompts: Sequence[str]) -> CandidateScorer:
-    """The fastest exact scorer the reward model allows; its `path` says which one ran."""
+def candidate_scorer(
+    rm: Reward,
+    lm: LanguageModel,
+    prompts: Sequence[str],
+    *,
+    max_response_tokens: int | None = None,
+    special_tokens: bool = False,
+) -> CandidateScorer:
+    """The fastest exact scorer the reward model allows; its `path` says which one ran.
+
+    `max_response_tokens` (the run's `max_new_tokens`) lets the cached scorer refuse, up
+    front, a prompt whose reward-model input cannot fit; `special_tokens` says whether
+    special-token strings in the prompts act as control tokens (`RewardModel.score`).
+    """
     if isinstance(rm, RewardEnsemble):
-        return EnsembleCandidateScorer(rm, lm, prompts)
+        return EnsembleCandidateScorer(
+            rm, lm, prompts, max_response_tokens=max_response_tokens, special_tokens=special_tokens
+        )
     if shares_cache(rm, lm):
-        return CachedCandidateScorer(rm, prompts)
-    return TextCandidateScorer(rm, lm, prompts)
+        return CachedCandidateScorer(
+            rm, prompts, max_response_tokens=max_response_tokens, special_tokens=special_tokens
+        )
+    return TextCandidateScorer(rm, lm, prompts, special_tokens=special_tokens)
+
+
+def _check_rm_context(
+    rm: RewardModel, heads: Sequence[Sequence[int]], tail: int, max_response_tokens: int
+) -> None:
+    """Refuse a row whose longest reward-model input exceeds the reward model's context."""
+    limit = rm.max_positions
+    if limit is None:
+        return
+    for index, head in enumerate(heads):
+        need = len(head) + max_response_tokens + tail
+        if need > limit:
+            raise ContextLengthError(
+                f"max_new_tokens: reward model {rm.name!r} reads prompt {index} as "
+                f"{len(head):,} tokens before the response, up to {max_response_tokens:,} "
+                f"response tokens and {tail:,} after it: {need:,} positions, more than its "
+                f"context ({limit:,} positions)"
+            )

@@ -21,15 +21,15 @@ import numpy as np
 
 from rshape_fast._core import SegmentBeam
 from rshape_fast.decoding.ensemble import Reward
+from rshape_fast.decoding.lm_state import encode_prompts
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.response_sampler import (
     Sample,
     Sampler,
-    encode_prompts,
     require_reward_model,
     sample_output,
-    score_texts,
+    score_samples,
 )
 from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.models import LanguageModel
@@ -101,9 +101,7 @@ def run_segment(
         for round_ in range(options.retries + 1):
             heads = [(pos, responses[pos], (keys[pos], number, round_)) for pos in pending]
             drawn = _draw_segments(lm, options, costs, timer, prompt_ids, heads, progress)
-            scores = score_texts(
-                reward, prompts, [s.owner for s in drawn], [s.text for s in drawn], costs, timer
-            )
+            scores = score_samples(reward, prompts, drawn, costs, timer, options)
             with timer.phase("select"):
                 for sample, score in zip(drawn, scores.tolist(), strict=True):
                     seen[sample.owner].append((sample, score))
@@ -201,9 +199,7 @@ def run_segment_beam(
             steps[pos] += 1
         heads = [(pos, prefix, (keys[pos], depth, rank)) for pos, prefix, rank in members]
         drawn = _draw_segments(lm, options, costs, timer, prompt_ids, heads, progress)
-        raw = score_texts(
-            reward, prompts, [s.owner for s in drawn], [s.text for s in drawn], costs, timer
-        )
+        raw = score_samples(reward, prompts, drawn, costs, timer, options)
         with timer.phase("select"):
             owners = np.array([s.owner for s in drawn], dtype=np.int64)
             shaped = np.empty_like(raw)

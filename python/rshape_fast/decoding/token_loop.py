@@ -20,7 +20,7 @@ from rshape_fast.decoding.choosers import (
     ValueHeadChooser,
 )
 from rshape_fast.decoding.ensemble import Reward
-from rshape_fast.decoding.lm_state import LMState
+from rshape_fast.decoding.lm_state import LMState, encode_prompts
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.results import RowOutput
@@ -54,7 +54,7 @@ class TokenLoop:
         self.options = options
         self.prompts = list(prompts)
         self.keys = list(keys)
-        self.prompt_ids = [lm.encode(p, chat_template=options.chat_template) for p in self.prompts]
+        self.prompt_ids = encode_prompts(lm, self.prompts, options)
         self.outputs: list[RowOutput] = []
 
     def _chooser(self, state: LMState, timer: PhaseTimer) -> Chooser:

@@ -15,16 +15,24 @@ from transformers import (
 )
 
 from rshape_fast.cache import DEFAULT_LM
-from rshape_fast.errors import InvalidInputError, ModelError
+from rshape_fast.errors import ContextLengthError, InvalidInputError, ModelError
 from rshape_fast.models.builtins import resolve_model
 from rshape_fast.models.loading import (
     DtypeLike,
     ensure_pad_token,
     prepare,
     quiet_loading,
+    resolve_device,
     resolve_dtype,
 )
-from rshape_fast.models.text import check_text, render_chat
+from rshape_fast.models.text import (
+    PROMPT_PLACEHOLDER,
+    check_text,
+    encode_pieces,
+    has_special_text,
+    render_chat,
+    rendered_pieces,
+)
 
 __all__ = ["LanguageModel", "load_lm"]
 
@@ -44,28 +52,63 @@ class LanguageModel:
     eos_token_ids: frozenset[int]
     pad_token_id: int
 
-    def encode(self, prompt: str, *, chat_template: bool = True) -> list[int]:
+    def encode(
+        self, prompt: str, *, chat_template: bool = True, special_tokens: bool = False
+    ) -> list[int]:
         """Token ids of ``prompt``: as a user chat turn followed by the assistant generation
         prompt (``chat_template=True``), or as plain text with the tokenizer's usual special
         tokens. An empty or whitespace-only prompt raises :class:`InvalidInputError`.
+
+        Special-token strings in the prompt (``<|im_end|>``, ...) are encoded as the text
+        they spell unless ``special_tokens`` is true, so a prompt cannot forge chat turns.
         """
         check_text(prompt, "prompt")
         if not prompt.strip():
             raise InvalidInputError("prompt must not be empty or whitespace only")
-        if chat_template:
-            try:
-                text = render_chat(
-                    self.tokenizer,
-                    [{"role": "user", "content": prompt}],
-                    add_generation_prompt=True,
+        as_text = not special_tokens and has_special_text(self.tokenizer, prompt)
+        if not chat_template:
+            ids = self.tokenizer(prompt, add_special_tokens=True, split_special_tokens=as_text)
+            return [int(i) for i in ids["input_ids"]]
+        text = self._render(prompt)
+        if as_text:
+            pieces = rendered_pieces(
+                self._render(PROMPT_PLACEHOLDER),
+                {PROMPT_PLACEHOLDER: prompt},
+                expected=text,
+                what="LM's chat template",
+            )
+            return encode_pieces(self.tokenizer, pieces)
+        # The rendered template already holds every special token it needs.
+        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    def _render(self, prompt: str) -> str:
+        try:
+            return render_chat(
+                self.tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True
+            )
+        except ModelError as exc:
+            raise ModelError(f"{exc}; use chat_template=False") from exc
+
+    @property
+    def max_positions(self) -> int | None:
+        """The model's context in positions (``max_position_embeddings``), None if unset."""
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return None if value is None else int(value)
+
+    def check_context(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+        """Refuse, before any decoding, a prompt whose ids plus ``max_new_tokens`` exceed
+        :attr:`max_positions`: past its context a model returns garbage, not an error."""
+        limit = self.max_positions
+        if limit is None:
+            return
+        for index, ids in enumerate(prompt_ids):
+            if len(ids) + max_new_tokens > limit:
+                raise ContextLengthError(
+                    f"max_new_tokens: prompt {index} is {len(ids):,} tokens, and with "
+                    f"max_new_tokens={max_new_tokens:,} it needs {len(ids) + max_new_tokens:,} "
+                    f"positions, more than the context of LM {self.name!r} "
+                    f"({limit:,} positions)"
                 )
-            except ModelError as exc:
-                raise ModelError(f"{exc}; use chat_template=False") from exc
-            # The rendered template already holds every special token it needs.
-            ids = self.tokenizer(text, add_special_tokens=False)
-        else:
-            ids = self.tokenizer(prompt, add_special_tokens=True)
-        return [int(i) for i in ids["input_ids"]]
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids`` with special tokens (eos, chat markers, padding) removed."""
@@ -84,7 +127,7 @@ class LanguageModel:
         eval mode). Eos ids are the tokenizer's plus the generation config's; a tokenizer
         without a pad token gets its eos (or unk) token as pad.
         """
-        target = torch.device(device) if device is not None else next(model.parameters()).device
+        target = resolve_device(device) if device is not None else next(model.parameters()).device
         pad_token_id = ensure_pad_token(tokenizer, model.config)
         eos: set[int] = set()
         if tokenizer.eos_token_id is not None:
@@ -121,8 +164,8 @@ def load_lm(
     stays float32). Never touches the network.
     """
     torch_dtype = resolve_dtype(dtype)
+    target = resolve_device(device)
     folder = resolve_model(name_or_path, "lm")
-    target = torch.device(device)
     try:
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -9,9 +9,18 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rshape_fast.errors import ParameterError
+from rshape_fast.errors import DeviceError, ParameterError
 
-__all__ = ["DTYPES", "DtypeLike", "ensure_pad_token", "prepare", "quiet_loading", "resolve_dtype"]
+__all__ = [
+    "DTYPES",
+    "DtypeLike",
+    "check_model_device",
+    "ensure_pad_token",
+    "prepare",
+    "quiet_loading",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 # The floating-point dtypes a model may be loaded in, by name. The cache always holds
 # float32 weights; a model is cast to one of these when it is loaded.
@@ -31,6 +40,50 @@ def resolve_dtype(dtype: DtypeLike) -> torch.dtype:
     if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
         return dtype
     raise ParameterError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that this machine has.
+
+    Raises:
+        DeviceError: an unknown device string, or a CUDA (MPS) device where torch finds
+            none, or a CUDA index beyond the devices present; torch would otherwise fail
+            later with a driver error, or not at all until the first forward.
+    """
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"device: {device!r} is not a torch device ({exc})") from None
+    if target.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(
+                f"device: {device!r} was asked for, but torch {torch.__version__} finds no "
+                "CUDA device on this machine (torch.cuda.is_available() is False); use "
+                "device='cpu'"
+            )
+        if target.index is not None and target.index >= count:
+            raise DeviceError(
+                f"device: {device!r} was asked for, but there are {count} CUDA devices"
+            )
+    if target.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device: {device!r} was asked for, but MPS is not available here")
+    return target
+
+
+def check_model_device(what: str, model_device: torch.device, device: torch.device) -> None:
+    """Refuse a given model that sits on another device than ``device=`` asks for
+    (``cuda`` without an index matches any CUDA device): the run would silently use the
+    model where it is."""
+    same = model_device.type == device.type and (
+        device.index is None or model_device.index in (None, device.index)
+    )
+    if not same:
+        raise DeviceError(
+            f"device: {what} is on {model_device}, but device={str(device)!r} was asked for; "
+            f"move the model (or load it by name with device=), or leave device= unset to "
+            "run the given models where they are"
+        )
 
 
 @contextlib.contextmanager

@@ -21,7 +21,18 @@ from __future__ import annotations
 from transformers import PreTrainedTokenizerBase
 
 from rshape_fast.errors import InvalidInputError, ModelError
-from rshape_fast.models.text import Message, check_text, has_chat_template, render_chat
+from rshape_fast.models.text import (
+    PROMPT_PLACEHOLDER,
+    RESPONSE_PLACEHOLDER,
+    Message,
+    Piece,
+    check_text,
+    encode_pieces,
+    has_chat_template,
+    has_special_text,
+    render_chat,
+    rendered_pieces,
+)
 
 __all__ = ["DEFAULT_REWARD_TEMPLATE", "REWARD_SETTINGS_FILE", "RewardFormat"]
 
@@ -30,8 +41,6 @@ DEFAULT_REWARD_TEMPLATE = "{prompt}\n{response}"
 # ("template", "chat_template", "conversation"), so RewardModel.from_pretrained(folder)
 # scores what the builder intended.
 REWARD_SETTINGS_FILE = "rshape_reward.json"
-# Private-use characters: they never occur in real text and no chat template rewrites them.
-_SENTINEL = "\ue000rshape-response\ue001"
 # A second response, with whitespace at both ends: a format that trims or strips the
 # response, or whose text after the response depends on it, renders it differently from
 # head + response + tail.
@@ -135,17 +144,40 @@ class RewardFormat:
         add_special = not self.rendered_by_template
         return [int(i) for i in self.tokenizer(text, add_special_tokens=add_special)["input_ids"]]
 
-    def encode(self, prompt: str, response: str) -> list[int]:
-        """Token ids of the rendered pair: what the reward model scores."""
-        return self.encode_text(self.render(prompt, response))
+    def encode(self, prompt: str, response: str, *, special_tokens: bool = False) -> list[int]:
+        """Token ids of the rendered pair: what the reward model scores. Special-token
+        strings in the prompt or the response are encoded as the text they spell unless
+        ``special_tokens`` is true (see :meth:`_caller_pieces`)."""
+        text = self.render(prompt, response)
+        if special_tokens or not self._spells_special(prompt, response):
+            return self.encode_text(text)
+        prefix, suffix = self._affixes()
+        return (
+            prefix + encode_pieces(self.tokenizer, self._caller_pieces(prompt, response)) + suffix
+        )
+
+    def _spells_special(self, *texts: str) -> bool:
+        return any(has_special_text(self.tokenizer, t) for t in texts)
+
+    def _caller_pieces(self, prompt: str, response: str) -> list[Piece]:
+        """The rendered pair as the template's text and the caller's (prompt, response):
+        tokenised piece by piece, the caller's with special-token strings kept as text, so
+        a prompt cannot write the assistant turn the reward model scores. Only texts that
+        spell a special token take this path; the others tokenise the whole rendering."""
+        return rendered_pieces(
+            self.render(PROMPT_PLACEHOLDER, RESPONSE_PLACEHOLDER),
+            {PROMPT_PLACEHOLDER: prompt, RESPONSE_PLACEHOLDER: response},
+            expected=self.render(prompt, response),
+            what=repr(self),
+        )
 
     # ---- head and tail -------------------------------------------------------------
 
     def _split_text(self, prompt: str) -> tuple[str, str]:
-        text = self.render(prompt, _SENTINEL)
-        if text.count(_SENTINEL) != 1:
+        text = self.render(prompt, RESPONSE_PLACEHOLDER)
+        if text.count(RESPONSE_PLACEHOLDER) != 1:
             raise ModelError("the reward format altered the response placeholder")
-        head, tail = text.split(_SENTINEL)
+        head, tail = text.split(RESPONSE_PLACEHOLDER)
         return head, tail
 
     def _affixes(self) -> tuple[list[int], list[int]]:
@@ -169,16 +201,24 @@ class RewardFormat:
     def _bare_ids(self, text: str) -> list[int]:
         return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
 
-    def template_ids(self, prompt: str) -> tuple[list[int], list[int]]:
+    def template_ids(
+        self, prompt: str, *, special_tokens: bool = False
+    ) -> tuple[list[int], list[int]]:
         """Token ids before the response (``head``, with the leading special tokens the full
         text gets) and after it (``tail``, with the trailing ones).
 
-        ``head + response_ids + tail`` equals :meth:`encode` whenever the response's tokens
-        do not merge with the text around it (true for the built-in formats: the response
-        follows a newline and precedes a special token) and :meth:`split_refusal` is None.
+        ``head + response_ids + tail`` equals :meth:`encode` (with the same
+        ``special_tokens``) whenever the response's tokens do not merge with the text
+        around it (true for the built-in formats: the response follows a newline and
+        precedes a special token) and :meth:`split_refusal` is None.
         """
-        head_text, tail_text = self._split_text(prompt)
         prefix, suffix = self._affixes()
+        if not special_tokens and self._spells_special(prompt):
+            pieces = self._caller_pieces(prompt, RESPONSE_PLACEHOLDER)
+            at = pieces.index((RESPONSE_PLACEHOLDER, True))
+            head = encode_pieces(self.tokenizer, pieces[:at])
+            return prefix + head, encode_pieces(self.tokenizer, pieces[at + 1 :]) + suffix
+        head_text, tail_text = self._split_text(prompt)
         return prefix + self._bare_ids(head_text), self._bare_ids(tail_text) + suffix
 
     def split_refusal(self) -> str | None:

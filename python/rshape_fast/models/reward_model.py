@@ -20,7 +20,13 @@ from transformers import (
 )
 
 from rshape_fast.cache import DEFAULT_REWARD_MODEL
-from rshape_fast.errors import InvalidInputError, ModelError, NonFiniteError, ShapeError
+from rshape_fast.errors import (
+    ContextLengthError,
+    InvalidInputError,
+    ModelError,
+    NonFiniteError,
+    ShapeError,
+)
 from rshape_fast.kv_batch import left_pad, positions
 from rshape_fast.models.builtins import resolve_model, unknown_model_message
 from rshape_fast.models.loading import (
@@ -28,6 +34,7 @@ from rshape_fast.models.loading import (
     ensure_pad_token,
     prepare,
     quiet_loading,
+    resolve_device,
     resolve_dtype,
 )
 from rshape_fast.models.reward_format import REWARD_SETTINGS_FILE, RewardFormat
@@ -116,13 +123,14 @@ class RewardModel:
         self.pair_format = RewardFormat(
             tokenizer, template=template, chat_template=chat_template, conversation=conversation
         )
-        target = torch.device(device) if device is not None else next(model.parameters()).device
+        target = resolve_device(device) if device is not None else next(model.parameters()).device
         self.name = name
         self.tokenizer = tokenizer
         self.device = target
         self.pad_token_id = ensure_pad_token(tokenizer, model.config)
         self.model = prepare(model, target)
-        self._max_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        #: The model's context in positions, None if its config does not say.
+        self.max_positions: int | None = getattr(model.config, "max_position_embeddings", None)
         self._same_vocab: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
     @property
@@ -164,6 +172,7 @@ class RewardModel:
         template format; ``conversation=True`` the conversation format.
         """
         torch_dtype = resolve_dtype(dtype)
+        target = resolve_device(device)
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise ModelError(unknown_model_message(os.fspath(path), "reward"))
@@ -193,7 +202,7 @@ class RewardModel:
             chat_template=bool(chat_template),
             conversation=conversation,
             name=name if name is not None else os.fspath(path),
-            device=device,
+            device=target,
         )
 
     # ---- text ----------------------------------------------------------------------
@@ -202,11 +211,14 @@ class RewardModel:
         """The exact text that is tokenised and scored for this prompt and response."""
         return self.pair_format.render(prompt, response)
 
-    def encode_pair(self, prompt: str, response: str) -> list[int]:
-        """The token ids scored for this prompt and response (:meth:`format`, tokenised)."""
-        return self.pair_format.encode(prompt, response)
+    def encode_pair(self, prompt: str, response: str, *, special_tokens: bool = False) -> list[int]:
+        """The token ids scored for this prompt and response (:meth:`format`, tokenised).
+        Special-token strings in either are encoded as text unless ``special_tokens``."""
+        return self.pair_format.encode(prompt, response, special_tokens=special_tokens)
 
-    def template_ids(self, prompt: str) -> tuple[list[int], list[int]]:
+    def template_ids(
+        self, prompt: str, *, special_tokens: bool = False
+    ) -> tuple[list[int], list[int]]:
         """Token ids before the response (``head``) and after it (``tail``), so that
         ``head + response_ids + tail`` can be scored with :meth:`score_ids`.
 
@@ -215,7 +227,7 @@ class RewardModel:
         precedes a special token) and the format does not rewrite the response (see
         :meth:`cache_refusal`).
         """
-        return self.pair_format.template_ids(prompt)
+        return self.pair_format.template_ids(prompt, special_tokens=special_tokens)
 
     # ---- structure -----------------------------------------------------------------
 
@@ -280,15 +292,24 @@ class RewardModel:
     # ---- scoring -------------------------------------------------------------------
 
     def score(
-        self, prompts: Sequence[str], responses: Sequence[str], *, batch_size: int = 16
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        *,
+        batch_size: int = 16,
+        special_tokens: bool = False,
     ) -> np.ndarray:
         """Rewards of ``(prompts[i], responses[i])`` pairs as float32 ``[n]``.
 
         Padding never changes a score: sequences are padded, masked, and the score is read at
-        each sequence's own last token (see :meth:`score_ids`).
+        each sequence's own last token (see :meth:`score_ids`). Special-token strings in the
+        texts are encoded as text unless ``special_tokens`` (:meth:`encode_pair`).
         """
         prompt_list, response_list = _check_pairs(prompts, responses)
-        ids = [self.encode_pair(p, r) for p, r in zip(prompt_list, response_list, strict=True)]
+        ids = [
+            self.encode_pair(p, r, special_tokens=special_tokens)
+            for p, r in zip(prompt_list, response_list, strict=True)
+        ]
         return self.score_ids(ids, batch_size=batch_size)
 
     def score_ids(self, sequences: Sequence[Sequence[int]], *, batch_size: int = 16) -> np.ndarray:
@@ -299,10 +320,10 @@ class RewardModel:
         for index, row in enumerate(rows):
             if not row:
                 raise InvalidInputError(f"sequences[{index}] is empty: nothing to score")
-            if self._max_length is not None and len(row) > self._max_length:
-                raise InvalidInputError(
-                    f"sequences[{index}] has {len(row)} tokens, more than the model's "
-                    f"{self._max_length}"
+            if self.max_positions is not None and len(row) > self.max_positions:
+                raise ContextLengthError(
+                    f"sequences[{index}]: {len(row):,} tokens, more than the context of "
+                    f"reward model {self.name!r} ({self.max_positions:,} positions)"
                 )
         scores = np.empty(len(rows), dtype=np.float32)
         # Batching similar lengths together wastes less compute on padding.
@@ -374,10 +395,17 @@ class TextRewardModel:
         return f"TextRewardModel(name={self.name!r}, on={self.on!r})"
 
     def score(
-        self, prompts: Sequence[str], responses: Sequence[str], *, batch_size: int | None = None
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        special_tokens: bool = False,
     ) -> np.ndarray:
         """Rewards of ``(prompts[i], responses[i])`` pairs as float32 ``[n]``, calling ``fn``
-        on chunks of ``batch_size`` pairs (all at once if ``None``)."""
+        on chunks of ``batch_size`` pairs (all at once if ``None``). ``special_tokens`` is
+        accepted for the reward models' signature; a text scorer reads the text as it is."""
+        del special_tokens
         prompt_list, response_list = _check_pairs(prompts, responses)
         n = len(response_list)
         step = n if batch_size is None else _check_batch_size(batch_size)
