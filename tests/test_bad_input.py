@@ -313,3 +313,15 @@ def test_a_second_writer_fails_at_once_and_a_killed_one_leaves_no_lock(tmp_path:
     assert lock_path(run).exists()  # left behind by the killed holder ...
     with writer_lock(run):  # ... and it does not block the next writer
         assert lock_path(run).read_text().strip() == str(os.getpid())
+
+
+def test_options_object_or_knobs_not_both(tiny_lm, tiny_rm):
+    options = rf.DecodingOptions(method="base", max_new_tokens=3)
+    given = rf.generate(["Hello there."], lm=tiny_lm, options=options)
+    as_knobs = rf.generate(["Hello there."], lm=tiny_lm, method="base", max_new_tokens=3)
+    assert given[0].token_ids == as_knobs[0].token_ids
+    assert "".join(stream("Hello there.", lm=tiny_lm, options=options)) == given[0].text
+    with pytest.raises(ParameterError, match=r"options: .*not both"):
+        rf.generate(["Hello there."], lm=tiny_lm, options=options, k=3)
+    with pytest.raises(InvalidInputError, match="options: expected a DecodingOptions"):
+        rf.generate(["Hello there."], lm=tiny_lm, options={"method": "base"})

@@ -27,9 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from rshape_fast.errors import InvalidInputError, ParameterError
+from rshape_fast.errors import (
+    DuplicateIdError,
+    EmptyPromptError,
+    MissingKeyError,
+    ParameterError,
+    PromptFileError,
+    PromptFileNotFoundError,
+    PromptFormatError,
+    UnknownSplitError,
+)
 
 __all__ = [
     "BUNDLED_KINDS",
@@ -76,49 +84,6 @@ class Prompt:
     split: str
     text: str
     demo: bool = False
-
-
-class PromptFileError(InvalidInputError):
-    """A prompt file cannot be used; the message starts with ``<file>:<line>:``.
-
-    Attributes:
-        source: The file (a path, or the bundled resource's location).
-        line: The 1-based line the problem is on, or ``None`` for the whole file.
-    """
-
-    def __init__(self, message: str, source: str | None = None, line: int | None = None):
-        self.reason = message
-        self.source = source
-        self.line = line
-        where = "" if source is None else (f"{source}: " if line is None else f"{source}:{line}: ")
-        super().__init__(where + message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.reason, self.source, self.line))
-
-
-class PromptFileNotFoundError(PromptFileError, FileNotFoundError):
-    """The prompt file does not exist or is not a regular file."""
-
-
-class PromptFormatError(PromptFileError):
-    """A line is not valid JSON, not an object, or a value has the wrong type."""
-
-
-class MissingKeyError(PromptFileError):
-    """A JSONL record lacks a required key (``id`` or ``prompt``)."""
-
-
-class DuplicateIdError(PromptFileError):
-    """Two records of the same file share an id."""
-
-
-class EmptyPromptError(PromptFileError):
-    """A record's prompt is empty or only whitespace."""
-
-
-class UnknownSplitError(PromptFileError):
-    """A record's split is not one of :data:`SPLITS`."""
 
 
 def load_prompts(

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,11 @@ from typing import Any
 import numpy as np
 
 from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL
-from rshape_fast.errors import InvalidInputError, ParameterError, RshapeError
+from rshape_fast.errors import (
+    DataConfigError,
+    InvalidInputError,
+    ParameterError,
+)
 
 FORMAT = "rshape-cd-data"
 # 2: samples keyed by the BLAKE2b prompt key every decoding method uses (1: CRC-32).
@@ -39,10 +43,6 @@ VERSION = 2
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"
 SHARDS = "shards"
-
-
-class DataConfigError(RshapeError):
-    """A data directory was written with a different config (rerun with overwrite)."""
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,6 @@ class CDDataset:
         """Hidden states `[length, hidden size]` of one sample (memory-mapped, read-only)."""
         shard = np.load(self.path / sample.shard, mmap_mode="r")
         return shard[sample.offset : sample.offset + sample.length]
-
-    def iter_prompts(self) -> Iterator[tuple[list[Sample], np.ndarray]]:
-        """Each prompt's samples with its whole shard loaded (one file read per prompt)."""
-        for samples in self.by_prompt().values():
-            yield samples, np.load(self.path / samples[0].shard)
 
 
 def _read_index(path: Path, per_prompt: int) -> tuple[list[Sample], int]:

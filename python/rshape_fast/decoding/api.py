@@ -17,7 +17,7 @@ from rshape_fast.decoding.registry import TOKEN_LEVEL, runner
 from rshape_fast.decoding.results import GenerationResult, RowOutput
 from rshape_fast.decoding.token_draws import default_keys, prompt_key
 from rshape_fast.decoding.token_loop import TokenLoop
-from rshape_fast.errors import InvalidInputError, ParameterError
+from rshape_fast.errors import InputTypeError, InvalidInputError, ParameterError
 from rshape_fast.models import (
     LanguageModel,
     RewardModel,
@@ -100,7 +100,19 @@ def _check_keys(keys: Sequence[str] | None, prompts: list[str]) -> list[str]:
     return out
 
 
-def _options(knobs: dict[str, Any]) -> DecodingOptions:
+def _options(options: DecodingOptions | None, knobs: dict[str, Any]) -> DecodingOptions:
+    """The run's options: `options` as given, or built from the keyword knobs (not both)."""
+    if options is not None:
+        if not isinstance(options, DecodingOptions):
+            raise InputTypeError(
+                f"options: expected a DecodingOptions, got {type(options).__name__}"
+            )
+        if knobs:
+            raise ParameterError(
+                f"options: pass a DecodingOptions or keyword knobs, not both (got "
+                f"{sorted(knobs)[0]}=); use dataclasses.replace(options, ...) to change one"
+            )
+        return options
     for name in ("stop", "segment_delimiters"):
         if knobs.get(name) is not None:
             knobs[name] = tuple(knobs[name])
@@ -174,6 +186,7 @@ def generate(
     rm_dtype: str | None = None,
     progress: bool = False,
     on_result: Callable[[GenerationResult], None] | None = None,
+    options: DecodingOptions | None = None,
     **knobs: Any,
 ) -> list[GenerationResult]:
     """Decode every prompt with `method` and return one `GenerationResult` per prompt.
@@ -197,6 +210,8 @@ def generate(
         progress: show a progress bar of generated tokens (tokens/s, ETA).
         on_result: called with each result as soon as its batch finishes (for
             incremental JSONL writing).
+        options: every knob at once, as a `DecodingOptions` (as vLLM takes
+            `sampling_params=` and transformers `generation_config=`); then no `**knobs`.
         **knobs: the fields of `DecodingOptions`: method ("base", "args", "cd", "bon", ...),
             shaping ("srs", "raw", "meanstd", "minmax", "cap", "meansoft", "srs_hard"), k,
             weight (λ), bound (B), alpha (α), beta (β, default 1/λ), spread_ratio,
@@ -209,7 +224,7 @@ def generate(
         final response (None when there is no reward model), stop reason, cost, its key
         and every knob of the run.
     """
-    options = _options(dict(knobs))
+    options = _options(options, dict(knobs))
     texts = _check_prompts(prompts)
     names = _check_keys(keys, texts)
     int_keys = [prompt_key(k) for k in names]
@@ -250,6 +265,7 @@ def stream(
     device: str | None = None,
     dtype: str = "float32",
     rm_dtype: str | None = None,
+    options: DecodingOptions | None = None,
     **knobs: Any,
 ) -> Iterator[str]:
     """Yield the response to one prompt piece by piece, as each token is chosen.
@@ -257,7 +273,7 @@ def stream(
     Takes the same arguments and knobs as `generate` (token-level methods only: "base",
     "args", "cd"); `key` keys its random draws (default: the prompt text).
     """
-    options = _options({**knobs, "batch_size": 1})
+    options = replace(_options(options, dict(knobs)), batch_size=1)
     if options.method not in TOKEN_LEVEL:
         raise ParameterError(f"method: stream() supports {TOKEN_LEVEL}, not {options.method!r}")
     (text,) = _check_prompts([prompt])

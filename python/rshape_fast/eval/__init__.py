@@ -20,7 +20,7 @@ the embedder load them (and the weights) on first use, a distributed run imports
 
 from __future__ import annotations
 
-from rshape_fast.eval.distributed import WorkersLostError
+from rshape_fast.errors import ConfigChangedError, RunFileError, WorkersLostError
 from rshape_fast.eval.grid import EvalConfig, GridPoint, expand_grid, load_config
 from rshape_fast.eval.judges import (
     JUDGES,
@@ -43,7 +43,7 @@ from rshape_fast.eval.metrics import (
     win_tie_rate,
 )
 from rshape_fast.eval.report import write_report
-from rshape_fast.eval.run_file import ConfigChangedError, RunFileError, read_run
+from rshape_fast.eval.run_file import read_run
 from rshape_fast.eval.run_loop import RunSummary, run_eval
 from rshape_fast.eval.run_metrics import RunMetrics, compute_metrics
 from rshape_fast.eval.toy import toy_example

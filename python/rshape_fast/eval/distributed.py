@@ -18,7 +18,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from rshape_fast.errors import RshapeError
+from rshape_fast.errors import (
+    DistributedError,
+    WorkersLostError,
+)
 from rshape_fast.eval.grid import EvalConfig
 from rshape_fast.eval.tasks import Task, decode_task, load_models, worker_identity
 
@@ -28,14 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["DistributedError", "EvalWorker", "WorkersLostError", "import_ray", "run_distributed"]
 
 INSTALL_HINT = "pip install 'rshape_fast[distributed]'"
-
-
-class DistributedError(RshapeError):
-    """A distributed run cannot start (no Ray) or cannot go on."""
-
-
-class WorkersLostError(DistributedError):
-    """Every worker of a distributed run died; the rows written before are in the file."""
 
 
 def import_ray() -> Any:

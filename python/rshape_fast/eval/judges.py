@@ -234,11 +234,6 @@ class Embedder:
     def _model(self) -> tuple[Any, Any]:
         return _load_minilm(str(self.model_path.resolve()), self.device)
 
-    @property
-    def dim(self) -> int:
-        """Embedding width (384 for all-MiniLM-L6-v2); loads the model."""
-        return int(self._model()[1].config.hidden_size)
-
     def embed(self, texts: Sequence[str]) -> FloatArray:
         """Embed texts; returns a float32 array ``[len(texts), dim]`` of unit rows.
 

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from rshape_fast.errors import InvalidInputError, RshapeError, RunFileLockedError
+from rshape_fast.errors import (
+    ConfigChangedError,
+    RunFileError,
+    RunFileLockedError,
+)
 from rshape_fast.eval.grid import FORMAT_VERSION, EvalConfig, GridPoint
 
 __all__ = [
@@ -37,14 +41,6 @@ __all__ = [
     "read_run",
     "row_record",
 ]
-
-
-class RunFileError(InvalidInputError):
-    """A run file is malformed somewhere other than a truncated last line."""
-
-
-class ConfigChangedError(RshapeError):
-    """The run file was written for another configuration (and no restart was asked)."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rshape_fast.errors import RunFileError
 from rshape_fast.eval.grid import (
     DEFAULT_BASELINES,
     DEFAULT_JUDGES,
@@ -28,7 +29,7 @@ from rshape_fast.eval.grid import (
     selector_name,
 )
 from rshape_fast.eval.metrics import bootstrap_ci, diversity, win_tie_rate
-from rshape_fast.eval.run_file import RunFileError, read_run
+from rshape_fast.eval.run_file import read_run
 
 __all__ = ["JUDGE_SCORES", "SCORES", "RunMetrics", "compute_metrics", "judge_cache_path"]
 
