@@ -47,6 +47,7 @@ bench: dev  ## kernel microbenchmarks and end-to-end decoding benchmarks (ratios
 	$(PY) benches/bench_kernels.py
 	$(PY) benches/bench_decoding.py
 	$(PY) benches/bench_sequence.py
+	$(PY) benches/bench_stop.py
 
 demo: dev  ## the main job: SRS-ARGS against ARGS on the bundled prompts with the default models
 	$(PY) -m rshape_fast.cli demo

@@ -21,6 +21,7 @@ from importlib import metadata
 from typing import Any
 
 from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, DTYPE_NAMES
+from rshape_fast.decoding.options import parse_reward_scale
 from rshape_fast.errors import RshapeError
 
 #: Values of `--dtype` and `--rm-dtype` (tests/test_cli.py checks them against models.loading).
@@ -30,11 +31,6 @@ DTYPES = DTYPE_NAMES
 def _delimiters(text: str) -> tuple[str, ...]:
     """`--segment-delimiters` value: comma-separated, with backslash escapes such as \\n."""
     return tuple(text.encode().decode("unicode_escape").split(","))
-
-
-def parse_reward_scale(text: str) -> float | str:
-    """`--reward-scale` value: a number, or "auto" (of `generate`, `eval` and `cd-train`)."""
-    return text if text == "auto" else float(text)
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ def add_cd_commands(subparsers: Any) -> None:
     train.add_argument("--max-weight", type=_optional_float, default=None, help="γ cap")
     train.add_argument("--max-exponent", type=_optional_float, default=2.0, help="B/β cap")
     train.add_argument("--cap", type=float, default=1.0, help="clip of the 'cap' transform")
-    from rshape_fast.cli import parse_reward_scale
+    from rshape_fast.decoding.options import parse_reward_scale
 
     train.add_argument(
         "--reward-scale",

@@ -13,7 +13,7 @@ from rshape_fast.decoding.calibration import resolve_reward_scale
 from rshape_fast.decoding.ensemble import Reward, RewardEnsemble, steering_reward
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.progress import TokenProgress
-from rshape_fast.decoding.registry import TOKEN_LEVEL, runner
+from rshape_fast.decoding.registry import TOKEN_LEVEL, method_spec
 from rshape_fast.decoding.results import GenerationResult, RowOutput
 from rshape_fast.decoding.token_draws import default_keys, prompt_key
 from rshape_fast.decoding.token_loop import TokenLoop
@@ -231,7 +231,7 @@ def generate(
     model, reward = _resolve(lm, rm, options, device, dtype, rm_dtype)
     scale = resolve_reward_scale(options, model, reward)
     run_options = replace(options, reward_scale=scale)
-    run = runner(options.method)
+    run = method_spec(options.method).run
     results: list[GenerationResult] = []
     with TokenProgress(len(texts), options, progress) as bar:
         for start in range(0, len(texts), options.batch_size):

@@ -16,11 +16,11 @@ from rshape_fast.decoding.ensemble import Reward
 from rshape_fast.decoding.lm_state import encode_prompts
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.registry import require_reward_model
 from rshape_fast.decoding.response_sampler import (
     ResponseGenerator,
     Sample,
     Sampler,
-    require_reward_model,
     sample_output,
     score_samples,
     score_texts,

@@ -197,11 +197,7 @@ class ValueHeadChooser:
     path: str | None = None
 
     def __init__(self, lm: LanguageModel, state: LMState, options: DecodingOptions) -> None:
-        if options.value_head is None:
-            raise ParameterError(
-                "value_head: method 'cd' needs a value head folder (train one with "
-                "`rshape cd-data` then `rshape cd-train`, pass value_head=PATH)"
-            )
+        assert options.value_head is not None  # DecodingOptions checks it for `cd`
         self.head = load_value_head(options.value_head, device=lm.device)
         hidden = int(lm.model.config.hidden_size)
         if self.head.hidden_size != hidden:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from rshape_fast._core import SCHEMES, ShapeParams
-from rshape_fast.decoding.registry import METHODS
+from rshape_fast.decoding.registry import METHODS, method_spec
 from rshape_fast.errors import ParameterError
 
 SHAPINGS: tuple[str, ...] = tuple(SCHEMES)
@@ -22,6 +22,12 @@ _SHAPE = ShapeParams()
 # The sequence-level caps (best-of-N samples, segments): B_eff = min(B, 2·spread),
 # γ = e^{min(B/β, 2)}, no cap on γ itself (docs/algorithms.md §2.3).
 SEQUENCE_CAPS: dict[str, Any] = {"spread_ratio": 2.0, "max_weight": None, "max_exponent": 2.0}
+
+
+def parse_reward_scale(text: str) -> float | str:
+    """`reward_scale` from text (`--reward-scale` of `generate`, `eval` and `cd-train`): a
+    number, or "auto"."""
+    return text if text == "auto" else float(text)
 
 
 def _check(condition: bool, arg: str, message: str) -> None:
@@ -187,9 +193,10 @@ class DecodingOptions:
                 f"must be an integer >= 1, got {value!r}",
             )
         _check(
-            self.method != "cd" or self.value_head is not None,
+            not method_spec(self.method).needs_value_head or self.value_head is not None,
             "value_head",
-            "method 'cd' needs a value head folder (train one with `rshape cd-train`)",
+            f"method {self.method!r} needs a value head folder (train one with `rshape "
+            "cd-data` then `rshape cd-train`, pass value_head=PATH)",
         )
         _check(
             isinstance(self.retries, int) and self.retries >= 0,

@@ -7,23 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from rshape_fast.decoding.options import DecodingOptions
-
-
-def token_budget(options: DecodingOptions) -> int:
-    """Tokens one prompt may generate at most, the bar's unit of work.
-
-    Methods that draw several responses (or segments per prefix) run that many rows at once.
-    Segment search may retry, so for it this is the budget without retries: the bar can
-    then finish early, never run past the end.
-    """
-    rows = {
-        "bon": options.n,
-        "soft_bon": options.n,
-        "streaming_bon": options.n,
-        "segment": options.segment_samples,
-        "segment_beam": options.segment_samples * options.beam_width,
-    }.get(options.method, 1)
-    return rows * options.max_new_tokens
+from rshape_fast.decoding.registry import method_spec
 
 
 class TokenProgress:
@@ -32,7 +16,7 @@ class TokenProgress:
     stays honest). Disabled, it does nothing."""
 
     def __init__(self, prompts: int, options: DecodingOptions, enabled: bool) -> None:
-        self.budget = token_budget(options)
+        self.budget = method_spec(options.method).token_budget(options)
         self.enabled = enabled
         self.generated = 0
         self.done_budget = 0

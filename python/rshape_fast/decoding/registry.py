@@ -1,39 +1,199 @@
-"""The decoding methods by name, importable without torch.
+"""The decoding methods: one `MethodSpec` record each, importable without torch.
 
-`METHODS` lists every method `generate` accepts; `runner(method)` imports the module that
-runs it only when it is asked for, so the command line can list and check methods (and print
-its help) without loading torch. A runner decodes one batch:
-`run(lm, rm, prompts, keys, options, progress) -> list[RowOutput]`, one output per prompt in
-order, with `keys` the prompts' integer keys (every random draw derives from them) and
-`progress(n)` called with the tokens generated in each step. Add a method in `_RUNNERS`
+A record says everything the rest of the package asks about a method: whether it chooses
+one token per step (a `chooser`, run by the one token loop) or draws whole responses (a
+`runner`), whether it consults the reward model or needs a value head, whether the shaping
+scheme changes its result, and how many rows one prompt decodes at once. `generate` looks
+the record up (`method_spec`) and calls `spec.run`; the token loop calls `spec.chooser`.
+
+The functions a record points at import their module when called, so the command line can
+list and check methods (and print its help) without loading torch, while a reader can still
+follow every call. Adding a method is one record here plus its chooser or runner
 (docs/architecture.md, "Adding a method").
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-# method -> (module, function) of its batch runner.
-_RUNNERS: dict[str, tuple[str, str]] = {
-    "base": ("rshape_fast.decoding.token_loop", "run_token_level"),
-    "args": ("rshape_fast.decoding.token_loop", "run_token_level"),
-    "bon": ("rshape_fast.decoding.best_of_n", "run_bon"),
-    "soft_bon": ("rshape_fast.decoding.best_of_n", "run_soft_bon"),
-    "streaming_bon": ("rshape_fast.decoding.best_of_n", "run_streaming_bon"),
-    "segment": ("rshape_fast.decoding.segments", "run_segment"),
-    "segment_beam": ("rshape_fast.decoding.segments", "run_segment_beam"),
-    "cd": ("rshape_fast.decoding.token_loop", "run_token_level"),
-}
+from rshape_fast.errors import ParameterError
 
-METHODS: tuple[str, ...] = tuple(_RUNNERS)
+if TYPE_CHECKING:
+    from rshape_fast.decoding.choosers import Chooser
+    from rshape_fast.decoding.ensemble import Reward
+    from rshape_fast.decoding.lm_state import LMState
+    from rshape_fast.decoding.options import DecodingOptions
+    from rshape_fast.decoding.results import RowOutput
+    from rshape_fast.models import LanguageModel
+
+#: A batch runner: `run(lm, rm, prompts, keys, options, progress) -> list[RowOutput]`, one
+#: output per prompt in order; `keys` are the prompts' integer keys (every random draw
+#: derives from them) and `progress(n)` is called with the tokens generated in each step.
+Runner = Callable[..., "list[RowOutput]"]
+#: Builds a token-level method's chooser: `(lm, rm, prompts, lm_state, options) -> Chooser`.
+ChooserFactory = Callable[..., "Chooser"]
+
+
+# ---- token-level: a chooser in the one token loop --------------------------------------
+
+
+def _run_token_level(*batch: Any) -> list[RowOutput]:
+    from rshape_fast.decoding.token_loop import run_token_level
+
+    return run_token_level(*batch)
+
+
+def _base_chooser(
+    lm: LanguageModel, rm: Reward | None, prompts: list[str], state: LMState, options: Any
+) -> Chooser:
+    from rshape_fast.decoding.choosers import BaseChooser
+
+    return BaseChooser(options)
+
+
+def _args_chooser(
+    lm: LanguageModel, rm: Reward | None, prompts: list[str], state: LMState, options: Any
+) -> Chooser:
+    from rshape_fast.decoding.choosers import ArgsChooser
+
+    return ArgsChooser(lm, require_reward_model(rm, "args"), prompts, options)
+
+
+def _value_head_chooser(
+    lm: LanguageModel, rm: Reward | None, prompts: list[str], state: LMState, options: Any
+) -> Chooser:
+    from rshape_fast.decoding.choosers import ValueHeadChooser
+
+    return ValueHeadChooser(lm, state, options)
+
+
+# ---- sequence-level: a runner that draws through a ResponseGenerator -------------------
+
+
+def _run_bon(*batch: Any) -> list[RowOutput]:
+    from rshape_fast.decoding.best_of_n import run_bon
+
+    return run_bon(*batch)
+
+
+def _run_soft_bon(*batch: Any) -> list[RowOutput]:
+    from rshape_fast.decoding.best_of_n import run_soft_bon
+
+    return run_soft_bon(*batch)
+
+
+def _run_streaming_bon(*batch: Any) -> list[RowOutput]:
+    from rshape_fast.decoding.best_of_n import run_streaming_bon
+
+    return run_streaming_bon(*batch)
+
+
+def _run_segment(*batch: Any) -> list[RowOutput]:
+    from rshape_fast.decoding.segments import run_segment
+
+    return run_segment(*batch)
+
+
+def _run_segment_beam(*batch: Any) -> list[RowOutput]:
+    from rshape_fast.decoding.segments import run_segment_beam
+
+    return run_segment_beam(*batch)
+
+
+def _one_row(options: DecodingOptions) -> int:
+    return 1
+
+
+def _n_rows(options: DecodingOptions) -> int:
+    return options.n
+
+
+def _segment_rows(options: DecodingOptions) -> int:
+    return options.segment_samples
+
+
+def _beam_rows(options: DecodingOptions) -> int:
+    return options.segment_samples * options.beam_width
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a decoding method is.
+
+    Attributes:
+        name: the `method=` value.
+        run: the batch runner `generate` calls (token-level methods share the token loop's).
+        chooser: token-level methods only: builds the step's chooser (see `ChooserFactory`).
+        needs_reward_model: whether decoding consults the steering reward (every method's
+            results are scored by it when there is one).
+        needs_value_head: whether `value_head=` must be given.
+        shaped: whether the shaping scheme changes the result.
+        rows: how many rows one prompt decodes at once (samples, segment candidates).
+    """
+
+    name: str
+    run: Runner
+    chooser: ChooserFactory | None = None
+    needs_reward_model: bool = True
+    needs_value_head: bool = False
+    shaped: bool = True
+    rows: Callable[[DecodingOptions], int] = _one_row
+
+    @property
+    def token_level(self) -> bool:
+        """Whether it chooses one token per step in the token loop (`stream()` runs it)."""
+        return self.chooser is not None
+
+    def token_budget(self, options: DecodingOptions) -> int:
+        """Tokens one prompt may generate at most, the progress bar's unit of work. Segment
+        search may retry, so for it this is the budget without retries: the bar can then
+        finish early, never run past the end."""
+        return self.rows(options) * options.max_new_tokens
+
+
+SPECS: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        "base", _run_token_level, chooser=_base_chooser, needs_reward_model=False, shaped=False
+    ),
+    MethodSpec("args", _run_token_level, chooser=_args_chooser),
+    MethodSpec("bon", _run_bon, shaped=False, rows=_n_rows),
+    MethodSpec("soft_bon", _run_soft_bon, rows=_n_rows),
+    MethodSpec("streaming_bon", _run_streaming_bon, shaped=False, rows=_n_rows),
+    MethodSpec("segment", _run_segment, rows=_segment_rows),
+    MethodSpec("segment_beam", _run_segment_beam, rows=_beam_rows),
+    # The value head learnt shaped targets already; the scheme does not apply at decoding.
+    MethodSpec(
+        "cd",
+        _run_token_level,
+        chooser=_value_head_chooser,
+        needs_reward_model=False,
+        needs_value_head=True,
+        shaped=False,
+    ),
+)
+_BY_NAME = {spec.name: spec for spec in SPECS}
+
+METHODS: tuple[str, ...] = tuple(_BY_NAME)
 #: Methods that choose one token per step through the token loop (`stream()` supports these).
-TOKEN_LEVEL: tuple[str, ...] = ("base", "args", "cd")
+TOKEN_LEVEL: tuple[str, ...] = tuple(s.name for s in SPECS if s.token_level)
+#: Methods that draw whole responses or segments.
+SEQUENCE_LEVEL: tuple[str, ...] = tuple(s.name for s in SPECS if not s.token_level)
 #: Methods whose result does not depend on the shaping scheme.
-UNSHAPED: tuple[str, ...] = ("base", "bon", "streaming_bon", "cd")
+UNSHAPED: tuple[str, ...] = tuple(s.name for s in SPECS if not s.shaped)
 
 
-def runner(method: str) -> Any:
-    """The batch runner of `method` (imports torch and the models on first use)."""
-    module, name = _RUNNERS[method]
-    return getattr(importlib.import_module(module), name)
+def method_spec(method: str) -> MethodSpec:
+    """The record of `method` (a `ParameterError` naming the methods if there is none)."""
+    spec = _BY_NAME.get(method)
+    if spec is None:
+        raise ParameterError(f"method: unknown method {method!r}; one of {METHODS}")
+    return spec
+
+
+def require_reward_model(rm: Reward | None, method: str) -> Reward:
+    """The steering reward, or a clear error when the method is run without one."""
+    if rm is None:
+        raise ParameterError(f"rm: method {method!r} needs a reward model")
+    return rm

@@ -37,7 +37,7 @@ from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.decoding.rows import FINAL_REASONS, StopRule, strip_eos
 from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
-from rshape_fast.errors import InvalidInputError, ParameterError
+from rshape_fast.errors import InvalidInputError
 from rshape_fast.models import LanguageModel, RewardModel
 
 
@@ -85,13 +85,6 @@ def sample_output(sample: Sample, reward: float, cost: Cost, extras: dict[str, A
         cost=cost,
         extras=extras,
     )
-
-
-def require_reward_model(rm: Reward | None, method: str) -> Reward:
-    """The steering reward, or a clear error when the method is run without one."""
-    if rm is None:
-        raise ParameterError(f"rm: method {method!r} needs a reward model")
-    return rm
 
 
 def score_texts(

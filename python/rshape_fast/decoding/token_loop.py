@@ -12,17 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from rshape_fast.decoding.choosers import (
-    ArgsChooser,
-    BaseChooser,
-    Chooser,
-    StepMetadata,
-    ValueHeadChooser,
-)
+from rshape_fast.decoding.choosers import StepMetadata
 from rshape_fast.decoding.ensemble import Reward
 from rshape_fast.decoding.lm_state import LMState, encode_prompts
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
+from rshape_fast.decoding.registry import method_spec
 from rshape_fast.decoding.results import RowOutput
 from rshape_fast.decoding.rows import Rows, StopRule
 from rshape_fast.decoding.token_draws import row_seeds
@@ -45,8 +40,9 @@ class TokenLoop:
         keys: Sequence[int],
         options: DecodingOptions,
     ) -> None:
-        if options.method == "args" and rm is None:
-            raise ParameterError("rm: method 'args' needs a reward model")
+        self.spec = method_spec(options.method)
+        if self.spec.chooser is None:
+            raise ParameterError(f"method: {options.method!r} is not a token-level method")
         if options.k > lm.vocab_size:
             raise ParameterError(f"k: {options.k} is larger than the vocabulary ({lm.vocab_size})")
         self.lm = lm
@@ -57,23 +53,15 @@ class TokenLoop:
         self.prompt_ids = encode_prompts(lm, self.prompts, options)
         self.outputs: list[RowOutput] = []
 
-    def _chooser(self, state: LMState, timer: PhaseTimer) -> Chooser:
-        method = self.options.method
-        if method == "base":
-            return BaseChooser(self.options)
-        if method == "cd":
-            return ValueHeadChooser(self.lm, state, self.options)
-        assert self.rm is not None
-        with timer.phase("rm"):
-            return ArgsChooser(self.lm, self.rm, self.prompts, self.options)
-
     def steps(self) -> Iterator[list[tuple[int, int]]]:
         opts = self.options
         timer = PhaseTimer()
         with timer.phase("lm"):
             state = LMState(self.lm, self.prompt_ids)
             (logits,) = state.prefill()
-        chooser = self._chooser(state, timer)
+        assert self.spec.chooser is not None  # checked in __init__
+        with timer.phase("rm"):  # building ARGS' chooser runs the reward model's heads
+            chooser = self.spec.chooser(self.lm, self.rm, self.prompts, state, opts)
         rows = Rows(len(self.prompts), StopRule(self.lm, opts))
         for step in range(opts.max_new_tokens):
             row_keys = [(self.keys[pos], step) for pos in rows.live]

@@ -26,7 +26,7 @@ from rshape_fast.eval.grid import EvalConfig
 from rshape_fast.eval.tasks import Task, decode_task, load_models, worker_identity
 
 if TYPE_CHECKING:
-    from rshape_fast.eval.run_loop import RunWriter
+    from rshape_fast.eval.run_writer import RunWriter
 
 __all__ = ["DistributedError", "EvalWorker", "WorkersLostError", "import_ray", "run_distributed"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rshape_fast.decoding.options import PERTURBATIONS
-from rshape_fast.decoding.registry import UNSHAPED
+from rshape_fast.decoding.registry import SEQUENCE_LEVEL, UNSHAPED
 from rshape_fast.eval.grid import DEFAULT_JUDGES, EvalConfig
 
 __all__ = [
@@ -62,7 +62,6 @@ SCALINGS: tuple[str | None, ...] = (None, "auto")
 # Up to 8: on the sentiment judge λ* was the top of an earlier grid that stopped at 2.
 SWEEP_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SWEEP_PROMPTS = 24
-SEQUENCE_METHODS = ("bon", "soft_bon", "streaming_bon", "segment", "segment_beam")
 # Sequence-level methods sample; N is kept small so the whole report fits a CPU budget.
 SEQUENCE_KNOBS: dict[str, Any] = {"greedy": False, "temperature": 0.7, "top_p": 0.9, "n": 4}
 # Value heads of the CD comparison: (name, target shaping, calibrated targets).
@@ -187,7 +186,7 @@ def extras_config(
     ]
     if value_heads:
         grid.append({"method": ["cd"], "value_head": list(value_heads)})
-    for method in SEQUENCE_METHODS:
+    for method in SEQUENCE_LEVEL:
         scalings = [None] if method in UNSHAPED else list(SCALINGS)
         knobs = {k: [v] for k, v in SEQUENCE_KNOBS.items()}
         grid.append({"method": [method], "reward_scale": scalings, **knobs})

@@ -11,50 +11,48 @@
 use crate::error::{require_finite, Error, Result};
 use crate::topk::check_matrix;
 
-/// The reward transforms, in the order of docs/algorithms.md §3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
+/// Declares `Scheme` with its variants, their names and `Scheme::ALL` from one list, so a
+/// variant can be neither nameless nor missing from `ALL`.
+macro_rules! schemes {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// The reward transforms, in the order of docs/algorithms.md §3.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Scheme {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Scheme {
+            /// Every scheme, in the order of docs/algorithms.md §3.
+            pub const ALL: [Scheme; [$($name),*].len()] = [$(Self::$variant),*];
+
+            /// The scheme's name: the one place the names are written.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+schemes! {
     /// `r_i` unchanged.
-    Raw,
+    Raw => "raw",
     /// `(r_i − mean r) / max(std r, 1e-6)`, population std, unweighted.
-    MeanStd,
+    MeanStd => "meanstd",
     /// `B_eff · (r_i − min r) / (max r − min r)`, 0 where the range is 0.
-    MinMax,
+    MinMax => "minmax",
     /// `clip(r_i − min r, 0, cap)`.
-    Cap,
+    Cap => "cap",
     /// `B_eff · sigmoid(α (r_i − mean_p r))`: SRS with the probability-weighted mean.
-    MeanSoft,
+    MeanSoft => "meansoft",
     /// `B_eff · sigmoid(α (r_i − m*))` with the Stackelberg threshold `m*`.
-    Srs,
+    Srs => "srs",
     /// `B_eff · 1[r_i ≥ m*]`.
-    SrsHard,
+    SrsHard => "srs_hard",
 }
 
 impl Scheme {
-    /// Every scheme, in the order of docs/algorithms.md §3.
-    pub const ALL: [Scheme; 7] = [
-        Self::Raw,
-        Self::MeanStd,
-        Self::MinMax,
-        Self::Cap,
-        Self::MeanSoft,
-        Self::Srs,
-        Self::SrsHard,
-    ];
-
-    /// The scheme's name: the one place the names are written.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Raw => "raw",
-            Self::MeanStd => "meanstd",
-            Self::MinMax => "minmax",
-            Self::Cap => "cap",
-            Self::MeanSoft => "meansoft",
-            Self::Srs => "srs",
-            Self::SrsHard => "srs_hard",
-        }
-    }
-
     /// The scheme called `name` (one of [`SCHEMES`]).
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL
