@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rshape_fast.decoding.options import PERTURBATIONS
@@ -24,6 +25,7 @@ __all__ = [
     "SWEEP_PROMPTS",
     "SWEEP_WEIGHTS",
     "TEST_PROMPTS",
+    "ReproductionPlan",
     "Suite",
     "WeightChoice",
     "choose_weight",
@@ -259,3 +261,73 @@ def choose_weight(metrics: Any) -> WeightChoice:
         kept.append(row)
     best = max(kept, key=lambda r: r["reward"])
     return WeightChoice(best["weight"], rows, fell_at)
+
+
+@dataclass(frozen=True)
+class ReproductionPlan:
+    """One `rshape reproduce` invocation's choices, and the configs and run files they
+    give each suite's stages: what the stage runner runs and the report renders."""
+
+    suites: tuple[str, ...] = tuple(SUITES)
+    prompts: int = TEST_PROMPTS
+    max_new_tokens: int = MAX_NEW_TOKENS
+    weights: tuple[float, ...] = SWEEP_WEIGHTS
+    sweep_prompts: int = SWEEP_PROMPTS
+    rm_dtype: str | None = RM_DTYPE
+    extras: bool = True
+    run_dir: Path = Path("runs/reproduce")
+
+    @property
+    def chosen(self) -> list[Suite]:
+        """The suites to run, in order."""
+        return [SUITES[name] for name in self.suites]
+
+    def path(self, suite: Suite, stage: str) -> Path:
+        """The run file of a stage ("sweep", "test", "extras"): RUN_DIR/SUITE/STAGE.jsonl."""
+        return self.run_dir / suite.name / f"{stage}.jsonl"
+
+    def head_folders(self, suite: Suite) -> list[str]:
+        """The value-head folders of :data:`CD_HEADS` (RUN_DIR/SUITE/cd/NAME)."""
+        return [str(self.run_dir / suite.name / "cd" / name) for name, _, _ in CD_HEADS]
+
+    def sweep(self, suite: Suite) -> EvalConfig:
+        return sweep_config(
+            suite,
+            prompt_ids=train_prompt_ids(self.sweep_prompts),
+            max_new_tokens=self.max_new_tokens,
+            weights=self.weights,
+            rm_dtype=self.rm_dtype,
+        )
+
+    def test(self, suite: Suite, weight: float) -> EvalConfig:
+        return schemes_config(
+            suite,
+            weight=weight,
+            prompts=self.prompts,
+            max_new_tokens=self.max_new_tokens,
+            rm_dtype=self.rm_dtype,
+        )
+
+    def has_extras(self, suite: Suite) -> bool:
+        return self.extras and suite.extras
+
+    def extras_of(self, suite: Suite, weight: float) -> EvalConfig:
+        return extras_config(
+            suite,
+            weight=weight,
+            prompts=self.prompts,
+            max_new_tokens=self.max_new_tokens,
+            rm_dtype=self.rm_dtype,
+            value_heads=self.head_folders(suite),
+        )
+
+    def command(self, *, report_only: bool) -> str:
+        """The `rshape reproduce` command line of this plan."""
+        return (
+            f"rshape reproduce --suites {','.join(self.suites)} --prompts {self.prompts} "
+            f"--max-new-tokens {self.max_new_tokens} "
+            f"--weights {','.join(f'{w:g}' for w in self.weights)} "
+            f"--sweep-prompts {self.sweep_prompts} --rm-dtype {self.rm_dtype}"
+            + ("" if self.extras else " --no-extras")
+            + (" --report-only" if report_only else "")
+        )
