@@ -1,6 +1,6 @@
-"""README.md is tested: every ```python block runs (with the real default models), every
-`rf.NAME` it mentions is exported by the package, and the cheap `rshape` command lines it
-shows (help, `models`, a short `generate`) run and succeed."""
+"""README.md and docs/*.md are tested: every ```python block runs (with the real default
+models), every `rf.NAME` they mention is exported by the package, and the cheap `rshape`
+command lines they show (help, `models`, a short `generate`) run and succeed."""
 
 from __future__ import annotations
 
@@ -15,19 +15,27 @@ import pytest
 
 import rshape_fast
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: Every page a reader copies from: the README and the docs.
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 # A `generate` line of the README is cheap enough to run when it asks for at most this many.
 CHEAP_TOKENS = 16
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text("utf-8"), re.M | re.S)
+def _blocks(language: str, pages: list[Path] = PAGES) -> list[tuple[str, str]]:
+    """`(page, code)` of every ```LANGUAGE block of `pages`."""
+    return [
+        (page.relative_to(ROOT).as_posix(), code)
+        for page in pages
+        for code in re.findall(rf"^```{language}\n(.*?)^```", page.read_text("utf-8"), re.M | re.S)
+    ]
 
 
 def _command_lines() -> list[list[str]]:
     """Every `rshape ...` command of the README's bash blocks, as argv after `rshape`."""
     commands = []
-    for block in _blocks("bash"):
+    for _, block in _blocks("bash"):
         for line in block.splitlines():
             for part in line.split("#")[0].split(";"):
                 words = shlex.split(part)
@@ -45,22 +53,27 @@ def _is_cheap(argv: list[str]) -> bool:
 
 
 def test_every_rf_name_is_exported() -> None:
-    names = set(re.findall(r"\brf\.([A-Za-z_]\w*)", README.read_text("utf-8")))
-    assert names, "the README shows no rf.NAME; the pattern or the README changed"
+    text = "".join(page.read_text("utf-8") for page in PAGES)
+    names = set(re.findall(r"\brf\.([A-Za-z_]\w*)", text))
+    assert names, "the pages show no rf.NAME; the pattern or the pages changed"
     missing = sorted(name for name in names if name not in rshape_fast.__all__)
     assert not missing, f"README uses names rshape_fast does not export: {missing}"
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("index", range(len(_blocks("python"))))
-def test_python_block_runs(index: int) -> None:
-    block = _blocks("python")[index]
+@pytest.mark.parametrize(
+    ("page", "block"),
+    _blocks("python"),
+    ids=[f"{p} {i}" for i, (p, _) in enumerate(_blocks("python"))],
+)
+def test_python_block_runs(page: str, block: str) -> None:
     # A fresh namespace per block: each block must stand on its own, as a reader copies it.
-    exec(compile(block, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+    exec(compile(block, f"{page} python block", "exec"), {"__name__": "__readme__"})
 
 
 def test_readme_has_python_blocks_and_cheap_commands() -> None:
-    assert len(_blocks("python")) >= 2
+    assert len(_blocks("python", [README])) >= 2
+    assert len(README.read_bytes()) <= 16_000, "the README is an entry point: keep it short"
     cheap = [argv for argv in _command_lines() if _is_cheap(argv)]
     assert ["--help"] in cheap and ["models"] in cheap
     assert any(argv[0] == "generate" for argv in cheap)

@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--prompts-file",
         help="prompt file: .jsonl with an `id` and a `prompt` per line, or text with one "
-        "prompt a line (README, 'Prompt files'); ids key the random draws",
+        "prompt a line (docs/models.md, 'Prompt files'); ids key the random draws",
     )
     gen.add_argument("--split", choices=("train", "test"), help="keep only this split of the file")
     gen.add_argument("--limit", type=int, help="use at most this many prompts of the file")

@@ -40,7 +40,7 @@ PERTURBED = tuple(p for p in PERTURBATIONS if p != "none")
 TEST_PROMPTS = 84
 MAX_NEW_TOKENS = 48
 # float32: bf16 pays only on CPUs with AMX; with AVX-512 BF16 alone (this machine) an
-# ARGS step took 1.4x as long (README, "Speed").
+# ARGS step took 1.4x as long (docs/performance.md).
 RM_DTYPE = "float32"
 
 PAPER_DEFAULTS: dict[str, Any] = {

@@ -79,7 +79,7 @@ def reproduce(
         prompts, max_new_tokens: test prompts (the first ones of the bundled test split)
             and the response cap.
         weights, sweep_prompts: the λ grid and the number of train prompts of the sweep.
-        rm_dtype: the reward models' dtype (the LM stays float32; README, "Speed").
+        rm_dtype: the reward models' dtype (the LM stays float32; docs/performance.md).
         extras: run the extras stage of the suites that have one.
         cd_prompts: train prompts the CD data is collected on (None: the whole split).
         output, figures_dir, run_dir: the report, its PNGs, and the folder of the run
