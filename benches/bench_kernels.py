@@ -63,7 +63,7 @@ def numpy_fuse_and_select(
     *,
     weight: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``fuse_and_select(scheme="srs")`` with softmax-of-base probabilities, greedy, in
+    """``fuse_and_select(shaping="srs")`` with softmax-of-base probabilities, greedy, in
     numpy, vectorised over rows: the exact threshold from F at every breakpoint. The knobs
     are those of ``ShapeParams()``, the token-level rule (a weight cap, no exponent cap)."""
     knobs = rshape_fast.ShapeParams()
@@ -162,7 +162,7 @@ def bench_fuse(shapes: list[tuple[int, int]], budget: float) -> None:
         f"{'B':>3} {'k':>3} | {'ours us/call':>12} {'numpy us/call':>13} {'numpy/ours':>10}"
         f" | {'same choices':>12}"
     )
-    print("\nfuse_and_select (scheme='srs', softmax-of-base probabilities, greedy)")
+    print("\nfuse_and_select (shaping='srs', softmax-of-base probabilities, greedy)")
     print(header)
     print("-" * len(header))
     for b, k in shapes:

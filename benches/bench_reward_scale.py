@@ -38,7 +38,7 @@ K = 10
 def moved(values: np.ndarray, rewards: np.ndarray, scheme: str, options: DecodingOptions) -> float:
     """Share of steps whose fused argmax is not the LM's top candidate (index 0)."""
     chosen, _ = fuse_and_select(
-        values, rewards, weight=options.weight, scheme=scheme, params=options.shape_params
+        values, rewards, weight=options.weight, shaping=scheme, params=options.shape_params
     )
     return float(np.mean(np.asarray(chosen) != 0))
 
@@ -80,7 +80,7 @@ def main() -> None:
         weight = np.exp(b_eff / options.shaping_beta)
         if options.max_weight is not None:
             weight = np.minimum(weight, options.max_weight)
-        m_star = np.asarray(stackelberg_threshold(rewards, probs, weight=weight))
+        m_star = np.asarray(stackelberg_threshold(rewards, probs, gamma=weight))
         centred = (rewards - m_star[:, None]).ravel()
         scale = estimate_reward_scale(lm, rm, prompts[:8], k=K, steps=8)
         srs = moved(values, rewards, "srs", options)

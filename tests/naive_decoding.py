@@ -36,7 +36,7 @@ def bisection_threshold(
 def naive_shape(
     rewards: np.ndarray,
     probs: np.ndarray,
-    scheme: str,
+    shaping: str,
     *,
     bound: float,
     beta: float,
@@ -46,17 +46,19 @@ def naive_shape(
 ) -> np.ndarray:
     """Token-level shaping of one candidate set as the authors compute it (raw, srs, srs_hard)."""
     r = rewards.astype(np.float64)
-    if scheme == "raw":
+    if shaping == "raw":
         return r
-    if scheme not in ("srs", "srs_hard"):
-        raise ParameterError(f"scheme: the naive loop knows raw, srs and srs_hard, not {scheme!r}")
+    if shaping not in ("srs", "srs_hard"):
+        raise ParameterError(
+            f"shaping: the naive loop knows raw, srs and srs_hard, not {shaping!r}"
+        )
     spread = float(r.max() - r.min())
     b_eff = min(bound, spread_ratio * spread)
     weight = math.exp(b_eff / beta)
     if max_weight is not None:
         weight = min(weight, max_weight)
     m = bisection_threshold(r, probs / probs.sum(), weight)
-    if scheme == "srs_hard":
+    if shaping == "srs_hard":
         return b_eff * (r >= m)
     return b_eff / (1.0 + np.exp(-alpha * (r - m)))
 
@@ -69,7 +71,7 @@ def naive_args(
     *,
     k: int = 10,
     weight: float = 0.5,
-    scheme: str = "srs",
+    shaping: str = "srs",
     bound: float = 12.0,
     alpha: float = 1.5,
     beta: float | None = None,
@@ -99,7 +101,7 @@ def naive_args(
         shaped = naive_shape(
             np.array(rewards),
             probs,
-            scheme,
+            shaping,
             bound=bound,
             beta=beta if beta is not None else 1.0 / weight,
             alpha=alpha,

@@ -74,34 +74,34 @@ def srs_weight(b_eff: float, params: ShapeParams) -> float:
 def shape_row(
     rewards: npt.ArrayLike,
     *,
-    scheme: str,
+    shaping: str,
     probs: npt.ArrayLike | None = None,
     params: ShapeParams | None = None,
 ) -> tuple[Array, float | None]:
-    """One row shaped by ``scheme`` with the knobs of ``params`` (None: ``ShapeParams()``),
+    """One row shaped by ``shaping`` with the knobs of ``params`` (None: ``ShapeParams()``),
     and the threshold it used (None if it has none)."""
     p = ShapeParams() if params is None else params
     r = np.asarray(rewards, dtype=np.float64)
     lo, hi = float(r.min()), float(r.max())
     spread = hi - lo
     b_eff = min(p.bound, p.spread_ratio * spread)
-    if scheme == "raw":
+    if shaping == "raw":
         return r.copy(), None
-    if scheme == "meanstd":
+    if shaping == "meanstd":
         return (r - r.mean()) / max(float(r.std()), 1e-6), None
-    if scheme == "minmax":
+    if shaping == "minmax":
         if spread == 0:
             return np.zeros_like(r), None
         return b_eff * (r - lo) / spread, None
-    if scheme == "cap":
+    if shaping == "cap":
         return np.clip(r - lo, 0.0, p.cap), None
-    if scheme == "meansoft":
+    if shaping == "meansoft":
         m = float(np.sum(normalised(probs, r.size) * r))
-    elif scheme in ("srs", "srs_hard"):
+    elif shaping in ("srs", "srs_hard"):
         m = threshold(r, probs, srs_weight(b_eff, p))
     else:
-        raise ValueError(scheme)
-    if scheme == "srs_hard":
+        raise ValueError(shaping)
+    if shaping == "srs_hard":
         return b_eff * (r >= m), m
     return b_eff * sigmoid(p.alpha * (r - m)), m
 
@@ -117,7 +117,7 @@ def fuse_row(
     rewards: npt.ArrayLike,
     *,
     weight: float,
-    scheme: str = "srs",
+    shaping: str = "srs",
     probs: npt.ArrayLike | None = None,
     probs_from_base: bool = True,
     params: ShapeParams | None = None,
@@ -126,7 +126,7 @@ def fuse_row(
     b = np.asarray(base, dtype=np.float64)
     if probs is None and probs_from_base:
         probs = softmax(b)
-    shaped, _ = shape_row(rewards, scheme=scheme, probs=probs, params=params)
+    shaped, _ = shape_row(rewards, shaping=shaping, probs=probs, params=params)
     return b + weight * shaped
 
 

@@ -32,7 +32,7 @@ PROMPTS = [
 def test_fast_path_matches_naive_loop(lm, rm, shaping):
     fast = generate(PROMPTS, lm=lm, rm=rm, method="args", shaping=shaping, max_new_tokens=24)
     for prompt, result in zip(PROMPTS, fast, strict=True):
-        naive = naive_args(lm, rm, prompt, scheme=shaping, max_new_tokens=24)
+        naive = naive_args(lm, rm, prompt, shaping=shaping, max_new_tokens=24)
         if naive and naive[-1] in lm.eos_token_ids:
             assert result.stop_reason == "eos"
             naive = naive[:-1]
@@ -211,5 +211,5 @@ def test_bisection_reference_agrees_with_exact_threshold():
         r = rng.normal(size=10)
         p = rng.random(10)
         p /= p.sum()
-        exact = rshape_fast.stackelberg_threshold(r, p, weight=1.7)
+        exact = rshape_fast.stackelberg_threshold(r, p, gamma=1.7)
         assert bisection_threshold(r, p, 1.7) == pytest.approx(exact, abs=1e-6 * np.ptp(r))

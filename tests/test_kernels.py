@@ -109,7 +109,7 @@ def test_topk_bad_input() -> None:
 
 
 def test_threshold_toy_example_of_the_paper() -> None:
-    m = stackelberg_threshold([1.0, 2.0], [0.9, 0.1], weight=math.exp(3.0))
+    m = stackelberg_threshold([1.0, 2.0], [0.9, 0.1], gamma=math.exp(3.0))
     assert isinstance(m, float)
     gamma = math.exp(3.0)
     # The closed form of the doc, with the probabilities as the float32 the kernel sees.
@@ -126,7 +126,7 @@ def test_threshold_matches_bisection(n: int, weight: float) -> None:
     r[0] = r[0, 0]  # one row of equal rewards
     p = RNG.random((5, n)).astype(np.float32) + 0.01
     for probs in (None, p):
-        got = stackelberg_threshold(r, probs, weight=weight)
+        got = stackelberg_threshold(r, probs, gamma=weight)
         assert got.dtype == np.float64 and got.shape == (5,)
         for i in range(5):
             row_p = None if probs is None else probs[i]
@@ -140,60 +140,60 @@ def test_threshold_per_row_weights_and_probs_renormalised() -> None:
     r = logits(4, 10)
     p = RNG.random((4, 10)).astype(np.float32)
     weights = np.array([1.0, 2.0, 7.5, 100.0])
-    got = stackelberg_threshold(r, p, weight=weights)
+    got = stackelberg_threshold(r, p, gamma=weights)
     # Scaling by a power of two is exact in float32, so the result must not move at all.
-    scaled = stackelberg_threshold(r, p * 32.0, weight=list(weights))
+    scaled = stackelberg_threshold(r, p * 32.0, gamma=list(weights))
     np.testing.assert_allclose(got, scaled, rtol=0, atol=1e-12)
     for i in range(4):
         assert got[i] == pytest.approx(ref.threshold(r[i], p[i], weights[i]), abs=1e-6)
-        assert got[i] == stackelberg_threshold(r[i], p[i], weight=float(weights[i]))
+        assert got[i] == stackelberg_threshold(r[i], p[i], gamma=float(weights[i]))
 
 
 def test_threshold_at_weight_one_is_the_weighted_mean() -> None:
     r = logits(3, 9)
     p = RNG.random((3, 9)).astype(np.float32)
-    got = stackelberg_threshold(r, p, weight=1.0)
+    got = stackelberg_threshold(r, p, gamma=1.0)
     want = (p.astype(np.float64) * r).sum(axis=1) / p.astype(np.float64).sum(axis=1)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
     np.testing.assert_allclose(
-        stackelberg_threshold(r, weight=1.0), r.astype(np.float64).mean(axis=1), atol=1e-9
+        stackelberg_threshold(r, gamma=1.0), r.astype(np.float64).mean(axis=1), atol=1e-9
     )
 
 
 def test_threshold_probability_zero_candidates_do_not_count() -> None:
-    m = stackelberg_threshold([1.0, 2.0, 100.0], [0.5, 0.5, 0.0], weight=3.0)
+    m = stackelberg_threshold([1.0, 2.0, 100.0], [0.5, 0.5, 0.0], gamma=3.0)
     assert m == pytest.approx(ref.threshold([1.0, 2.0], None, 3.0), abs=1e-12)
 
 
 def test_threshold_bad_input() -> None:
     r = logits(2, 4)
     with pytest.raises(NonFiniteError, match="rewards"):
-        stackelberg_threshold(np.array([1.0, np.nan]), weight=2.0)
+        stackelberg_threshold(np.array([1.0, np.nan]), gamma=2.0)
     with pytest.raises(NonFiniteError, match="rewards"):
-        stackelberg_threshold(np.array([1.0, np.inf]), weight=2.0)
+        stackelberg_threshold(np.array([1.0, np.inf]), gamma=2.0)
     with pytest.raises(ShapeError, match="probs"):
-        stackelberg_threshold(r, np.ones((2, 3)), weight=2.0)
+        stackelberg_threshold(r, np.ones((2, 3)), gamma=2.0)
     with pytest.raises(ParameterError, match="probs"):
-        stackelberg_threshold(r, np.array([[1, -1, 1, 1], [1, 1, 1, 1]]), weight=2.0)
+        stackelberg_threshold(r, np.array([[1, -1, 1, 1], [1, 1, 1, 1]]), gamma=2.0)
     with pytest.raises(ParameterError, match="probs"):
-        stackelberg_threshold(r, np.zeros((2, 4)), weight=2.0)
+        stackelberg_threshold(r, np.zeros((2, 4)), gamma=2.0)
     with pytest.raises(NonFiniteError, match="probs"):
-        stackelberg_threshold(r, np.full((2, 4), np.nan), weight=2.0)
+        stackelberg_threshold(r, np.full((2, 4), np.nan), gamma=2.0)
     for weight in (0.5, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ParameterError, match="weight"):
-            stackelberg_threshold(r, weight=weight)
-    with pytest.raises(ParameterError, match="weight"):
-        stackelberg_threshold(r, weight=[2.0, 0.9])
-    with pytest.raises(ShapeError, match="weight"):
-        stackelberg_threshold(r, weight=[2.0, 2.0, 2.0])
-    with pytest.raises(ShapeError, match="weight"):
-        stackelberg_threshold(r, weight=np.ones((2, 1)))
-    with pytest.raises(ParameterError, match="weight"):
-        stackelberg_threshold(r, weight="heavy")  # type: ignore[arg-type]
+        with pytest.raises(ParameterError, match="gamma"):
+            stackelberg_threshold(r, gamma=weight)
+    with pytest.raises(ParameterError, match="gamma"):
+        stackelberg_threshold(r, gamma=[2.0, 0.9])
+    with pytest.raises(ShapeError, match="gamma"):
+        stackelberg_threshold(r, gamma=[2.0, 2.0, 2.0])
+    with pytest.raises(ShapeError, match="gamma"):
+        stackelberg_threshold(r, gamma=np.ones((2, 1)))
+    with pytest.raises(ParameterError, match="gamma"):
+        stackelberg_threshold(r, gamma="heavy")  # type: ignore[arg-type]
     with pytest.raises(ShapeError, match="rewards"):
-        stackelberg_threshold(np.zeros((2, 0)), weight=2.0)
+        stackelberg_threshold(np.zeros((2, 0)), gamma=2.0)
     with pytest.raises(ShapeError, match="rewards"):
-        stackelberg_threshold(np.zeros((1, 2, 3)), weight=2.0)
+        stackelberg_threshold(np.zeros((1, 2, 3)), gamma=2.0)
 
 
 # --- shaping --------------------------------------------------------------------------
@@ -209,7 +209,7 @@ KNOB_SETS = [
 def assert_shaped_close(got: np.ndarray, r: np.ndarray, scheme: str, probs, knobs) -> None:
     for i in range(r.shape[0]):
         row_p = None if probs is None else probs[i]
-        want, m = ref.shape_row(r[i], scheme=scheme, probs=row_p, params=ShapeParams(**knobs))
+        want, m = ref.shape_row(r[i], shaping=scheme, probs=row_p, params=ShapeParams(**knobs))
         scale = max(1.0, float(np.abs(want).max()))
         close = np.isclose(got[i], want, rtol=1e-5, atol=1e-5 * scale)
         if scheme == "srs_hard" and m is not None:
@@ -227,7 +227,7 @@ def test_shape_rewards_matches_reference(scheme: str, knobs: dict) -> None:
     r[2, :5] = r[2, 5:]  # ties
     p = RNG.random((6, 10)).astype(np.float32)
     for probs in (None, p):
-        got = shape_rewards(r, scheme=scheme, probs=probs, params=ShapeParams(**knobs))
+        got = shape_rewards(r, shaping=scheme, probs=probs, params=ShapeParams(**knobs))
         assert got.dtype == np.float32 and got.shape == r.shape
         assert_shaped_close(got, r, scheme, probs, knobs)
 
@@ -235,13 +235,13 @@ def test_shape_rewards_matches_reference(scheme: str, knobs: dict) -> None:
 def test_equal_rewards_shape_to_half_the_effective_bound() -> None:
     # B_eff = min(B, rho * 0) = 0, so every soft-shaped reward is B_eff / 2 = 0.
     for scheme in ("srs", "meansoft", "minmax"):
-        np.testing.assert_array_equal(shape_rewards(np.full(5, 2.5), scheme=scheme), 0.0)
+        np.testing.assert_array_equal(shape_rewards(np.full(5, 2.5), shaping=scheme), 0.0)
 
 
 def test_shape_rewards_is_monotone_within_a_row() -> None:
     r = logits(4, 12)
     for scheme in SCHEMES:
-        shaped = shape_rewards(r, scheme=scheme)
+        shaped = shape_rewards(r, shaping=scheme)
         for i in range(4):
             order = np.argsort(r[i], kind="stable")
             assert np.all(np.diff(shaped[i][order]) >= -1e-6), scheme
@@ -249,16 +249,16 @@ def test_shape_rewards_is_monotone_within_a_row() -> None:
 
 def test_shape_rewards_one_row_and_coercion() -> None:
     r = logits(3, 8)
-    want = shape_rewards(r, scheme="srs")
-    np.testing.assert_array_equal(shape_rewards(r[1], scheme="srs"), want[1])
-    np.testing.assert_array_equal(shape_rewards(r.astype(np.float64), scheme="srs"), want)
-    np.testing.assert_array_equal(shape_rewards(np.asfortranarray(r), scheme="srs"), want)
+    want = shape_rewards(r, shaping="srs")
+    np.testing.assert_array_equal(shape_rewards(r[1], shaping="srs"), want[1])
+    np.testing.assert_array_equal(shape_rewards(r.astype(np.float64), shaping="srs"), want)
+    np.testing.assert_array_equal(shape_rewards(np.asfortranarray(r), shaping="srs"), want)
 
 
 def test_shape_rewards_bad_input() -> None:
     r = logits(2, 5)
     with pytest.raises(ParameterError, match="scheme"):
-        shape_rewards(r, scheme="softmax")
+        shape_rewards(r, shaping="softmax")
     bad_knobs = [
         ("bound", -1.0),
         ("bound", float("inf")),
@@ -271,15 +271,15 @@ def test_shape_rewards_bad_input() -> None:
     ]
     for name, value in bad_knobs:
         with pytest.raises(ParameterError, match=name):
-            shape_rewards(r, scheme="srs", params=ShapeParams(**{name: value}))
+            shape_rewards(r, shaping="srs", params=ShapeParams(**{name: value}))
     bad = r.copy()
     bad[0, 3] = np.nan
     with pytest.raises(NonFiniteError, match=r"rewards.*row 0, column 3"):
-        shape_rewards(bad, scheme="raw")
+        shape_rewards(bad, shaping="raw")
     with pytest.raises(ShapeError, match="probs"):
-        shape_rewards(r, scheme="srs", probs=np.ones((2, 4)))
+        shape_rewards(r, shaping="srs", probs=np.ones((2, 4)))
     with pytest.raises(ShapeError, match="rewards"):
-        shape_rewards(np.zeros((0, 3)), scheme="srs")
+        shape_rewards(np.zeros((0, 3)), shaping="srs")
 
 
 # --- shaping parameters ---------------------------------------------------------------
@@ -355,13 +355,13 @@ def test_kernels_take_shape_params_or_none() -> None:
     base = logits(3, 6)
     for scheme in SCHEMES:
         np.testing.assert_array_equal(
-            shape_rewards(r, scheme=scheme, params=ShapeParams()), shape_rewards(r, scheme=scheme)
+            shape_rewards(r, shaping=scheme, params=ShapeParams()), shape_rewards(r, shaping=scheme)
         )
     capless = ShapeParams(max_weight=None, bound=30.0, spread_ratio=5.0)
-    want, _ = ref.shape_row(r[0], scheme="srs", params=capless)
-    assert not np.allclose(want, ref.shape_row(r[0], scheme="srs")[0])
+    want, _ = ref.shape_row(r[0], shaping="srs", params=capless)
+    assert not np.allclose(want, ref.shape_row(r[0], shaping="srs")[0])
     np.testing.assert_allclose(
-        shape_rewards(r, scheme="srs", params=capless)[0], want, rtol=1e-5, atol=1e-5
+        shape_rewards(r, shaping="srs", params=capless)[0], want, rtol=1e-5, atol=1e-5
     )
     _, fused = fuse_and_select(base, r, weight=1.0, params=capless)
     for i in range(3):
@@ -370,7 +370,7 @@ def test_kernels_take_shape_params_or_none() -> None:
         )
     for bad in ({"bound": 1.0}, 1.0, "srs"):
         with pytest.raises(InputTypeError, match=r"^params:"):
-            shape_rewards(r, scheme="srs", params=bad)  # type: ignore[arg-type]
+            shape_rewards(r, shaping="srs", params=bad)  # type: ignore[arg-type]
         with pytest.raises(InputTypeError, match=r"^params:"):
             fuse_and_select(base, r, weight=1.0, params=bad)  # type: ignore[arg-type]
 
@@ -387,14 +387,14 @@ def test_fuse_and_select_greedy_matches_reference(scheme: str, probs_from_base: 
     weights = RNG.random(16) * 2
     for weight in (0.5, weights):
         chosen, fused = fuse_and_select(
-            base, rewards, weight=weight, scheme=scheme, probs_from_base=probs_from_base
+            base, rewards, weight=weight, shaping=scheme, probs_from_base=probs_from_base
         )
         assert chosen.dtype == np.int64 and chosen.shape == (16,)
         assert fused.dtype == np.float32 and fused.shape == (16, 10)
         for i in range(16):
             w = weight if np.isscalar(weight) else weight[i]
             want = ref.fuse_row(
-                base[i], rewards[i], weight=w, scheme=scheme, probs_from_base=probs_from_base
+                base[i], rewards[i], weight=w, shaping=scheme, probs_from_base=probs_from_base
             )
             finite = np.isfinite(want)
             np.testing.assert_array_equal(np.isfinite(fused[i]), finite)
@@ -410,7 +410,7 @@ def test_fuse_and_select_ties_go_to_the_lower_index() -> None:
     chosen, _ = fuse_and_select(np.zeros((2, 5)), np.ones((2, 5)), weight=1.0)
     np.testing.assert_array_equal(chosen, [0, 0])
     chosen, _ = fuse_and_select(
-        np.array([[-np.inf, 1.0, 3.0, 3.0]]), np.zeros((1, 4)), weight=0.5, scheme="raw"
+        np.array([[-np.inf, 1.0, 3.0, 3.0]]), np.zeros((1, 4)), weight=0.5, shaping="raw"
     )
     assert chosen[0] == 2
 
@@ -525,7 +525,7 @@ def test_fuse_and_select_bad_input() -> None:
         with pytest.raises(ParameterError, match="temperature"):
             fuse_and_select(base, rewards, weight=1.0, greedy=False, temperature=temperature)
     with pytest.raises(ParameterError, match="scheme"):
-        fuse_and_select(base, rewards, weight=1.0, scheme="bogus")
+        fuse_and_select(base, rewards, weight=1.0, shaping="bogus")
     with pytest.raises(ParameterError, match="beta"):
         fuse_and_select(base, rewards, weight=1.0, params=ShapeParams(beta=-2.0))
     sample = {"weight": 1.0, "greedy": False}
@@ -638,3 +638,37 @@ def test_errors_are_value_errors_and_exports() -> None:
     for name in ("topk", "stackelberg_threshold", "shape_rewards", "fuse_and_select", "SCHEMES"):
         assert name in rshape_fast.__all__
         assert getattr(rshape_fast, name).__doc__ or name == "SCHEMES"
+
+
+def test_old_argument_names_still_work_with_a_deprecation_warning():
+    rewards = np.array([[0.0, 1.0, 3.0]], dtype=np.float32)
+    with pytest.warns(DeprecationWarning, match=r"stackelberg_threshold\(weight=...\) is now"):
+        old = rshape_fast.stackelberg_threshold(rewards, weight=2.0)
+    np.testing.assert_array_equal(old, rshape_fast.stackelberg_threshold(rewards, gamma=2.0))
+    with pytest.warns(DeprecationWarning, match=r"shape_rewards\(scheme=...\) is now"):
+        old = rshape_fast.shape_rewards(rewards, scheme="srs")
+    np.testing.assert_array_equal(old, rshape_fast.shape_rewards(rewards, shaping="srs"))
+    with pytest.warns(DeprecationWarning, match=r"fuse_and_select\(scheme=...\) is now"):
+        old_pick, _ = rshape_fast.fuse_and_select(rewards, rewards, weight=0.5, scheme="raw")
+    new_pick, _ = rshape_fast.fuse_and_select(rewards, rewards, weight=0.5, shaping="raw")
+    np.testing.assert_array_equal(old_pick, new_pick)
+    with pytest.raises(ParameterError, match="gamma"):
+        rshape_fast.stackelberg_threshold(rewards)
+    with pytest.raises(ParameterError, match="shaping"):
+        rshape_fast.shape_rewards(rewards, shaping="zscore")
+
+
+def test_sequence_level_caps_and_gamma_come_from_the_core():
+    from rshape_fast.decoding.options import DecodingOptions
+
+    params = rshape_fast.ShapeParams(bound=12.0, beta=2.0)
+    sequence = params.sequence_level()
+    assert (sequence.spread_ratio, sequence.max_weight, sequence.max_exponent) == (2.0, None, 2.0)
+    assert (sequence.bound, sequence.beta, sequence.alpha) == (12.0, 2.0, params.alpha)
+    assert sequence.gamma() == pytest.approx(math.exp(min(12.0 / 2.0, 2.0)))
+    assert params.gamma() == 2.0  # the token-level cap on γ itself
+    assert params.gamma(b_eff=1.0) == pytest.approx(math.exp(0.5))
+    options = DecodingOptions(bound=1.0, weight=0.5)  # β = 2: e^{min(0.5, 2)}
+    assert options.sequence_gamma == pytest.approx(math.exp(0.5))
+    with pytest.warns(DeprecationWarning, match="sequence_gamma"):
+        assert options.sequence_weight == options.sequence_gamma

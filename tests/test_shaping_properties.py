@@ -53,7 +53,7 @@ weights = st.floats(1.0, 1e4)
 def test_threshold_is_the_root_of_f(data: tuple[np.ndarray, np.ndarray], weight, uniform):
     rewards, probs = data
     p = None if uniform else probs
-    m = stackelberg_threshold(rewards, p, weight=weight)
+    m = stackelberg_threshold(rewards, p, gamma=weight)
     for i, row in enumerate(rewards):
         row_p = None if p is None else p[i]
         span = spread(row)
@@ -69,8 +69,8 @@ def test_threshold_is_the_root_of_f(data: tuple[np.ndarray, np.ndarray], weight,
 def test_threshold_does_not_decrease_with_the_weight(data, w1, w2):
     rewards, probs = data
     low, high = sorted((w1, w2))
-    m_low = stackelberg_threshold(rewards, probs, weight=low)
-    m_high = stackelberg_threshold(rewards, probs, weight=high)
+    m_low = stackelberg_threshold(rewards, probs, gamma=low)
+    m_high = stackelberg_threshold(rewards, probs, gamma=high)
     for i, row in enumerate(rewards):
         assert m_low[i] <= m_high[i] + 1e-12 * spread(row)
 
@@ -79,7 +79,7 @@ def test_threshold_does_not_decrease_with_the_weight(data, w1, w2):
 @given(reward_rows())
 def test_threshold_at_weight_one_is_the_weighted_mean(data):
     rewards, probs = data
-    m = stackelberg_threshold(rewards, probs, weight=1.0)
+    m = stackelberg_threshold(rewards, probs, gamma=1.0)
     for i, row in enumerate(rewards):
         r = row.astype(np.float64)
         p = probs[i].astype(np.float64)
@@ -93,7 +93,7 @@ def test_threshold_at_weight_one_is_the_weighted_mean(data):
 def test_shaping_is_monotone_and_bounded(data, scheme, bound, alpha):
     rewards, probs = data
     params = ShapeParams(bound=bound, alpha=alpha)
-    shaped = shape_rewards(rewards, scheme=scheme, probs=probs, params=params)
+    shaped = shape_rewards(rewards, shaping=scheme, probs=probs, params=params)
     for i, row in enumerate(rewards):
         order = np.argsort(row, kind="stable")
         steps = np.diff(shaped[i][order].astype(np.float64))
@@ -142,6 +142,6 @@ def test_greedy_choice_is_the_first_maximum_of_the_fused_scores(data, scheme, we
     base[rng.random(base.shape) < 0.3] = -np.inf
     base[:, 0] = 0.0  # keep every row choosable
     given_probs = probs if extra.draw(st.booleans()) else None
-    chosen, fused = fuse_and_select(base, rewards, weight=weight, scheme=scheme, probs=given_probs)
+    chosen, fused = fuse_and_select(base, rewards, weight=weight, shaping=scheme, probs=given_probs)
     np.testing.assert_array_equal(chosen, np.argmax(fused, axis=1))
     np.testing.assert_array_equal(np.isfinite(fused), np.isfinite(base))

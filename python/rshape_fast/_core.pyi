@@ -56,6 +56,13 @@ class ShapeParams:
     def __new__(cls, **knobs: Unpack[_Knobs]) -> ShapeParams: ...
     def replace(self, **changes: Unpack[_Knobs]) -> ShapeParams:
         """A copy with the given knobs changed (validated like the constructor)."""
+    def sequence_level(self) -> ShapeParams:
+        """The same knobs with the sequence-level caps (best-of-N samples, segments, CD
+        targets): ``B_eff = min(B, 2 * range)``, ``gamma = exp(min(B / beta, 2))``, no cap
+        on gamma itself."""
+    def gamma(self, b_eff: float | None = None) -> float:
+        """The SRS weight gamma of a candidate set whose effective bound is ``b_eff``
+        (default ``B``), with these caps."""
     def to_dict(self) -> dict[str, float | None]:
         """The knobs as a dict of the constructor's keywords."""
     def __getnewargs_ex__(self) -> tuple[tuple[()], dict[str, float | None]]: ...
@@ -89,31 +96,31 @@ def stackelberg_threshold(
     rewards: npt.NDArray[np.float32],
     probs: npt.NDArray[np.float32] | None = None,
     *,
-    weight: float | npt.NDArray[np.float64],
+    gamma: float | npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
     """The exact Stackelberg threshold ``m*`` of every row of float32 rewards ``[B, n]``.
 
-    ``probs`` (same shape, >= 0, renormalised per row) default to uniform; ``weight`` is the
-    weight gamma >= 1 of rewards at or above the threshold, a float or a float64 array
+    ``probs`` (same shape, >= 0, renormalised per row) default to uniform; ``gamma`` is the
+    weight >= 1 of rewards at or above the threshold, a float or a float64 array
     ``[B]``.
     """
 
 def shape_rewards(
     rewards: npt.NDArray[np.float32],
     *,
-    scheme: str,
+    shaping: str,
     probs: npt.NDArray[np.float32] | None = None,
     params: ShapeParams | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Shape every row of float32 rewards ``[B, n]`` with ``scheme`` (one of ``SCHEMES``)
-    and the knobs of ``params`` (None is ``ShapeParams()``)."""
+    """Shape every row of float32 rewards ``[B, n]`` with the scheme ``shaping`` (one of
+    ``SCHEMES``) and the knobs of ``params`` (None is ``ShapeParams()``)."""
 
 def fuse_and_select(
     base_scores: npt.NDArray[np.float32],
     rewards: npt.NDArray[np.float32],
     *,
     weight: float | npt.NDArray[np.float64],
-    scheme: str = "srs",
+    shaping: str = "srs",
     probs: npt.NDArray[np.float32] | None = None,
     probs_from_base: bool = True,
     greedy: bool = True,

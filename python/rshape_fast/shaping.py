@@ -18,6 +18,7 @@ given, and the threshold ``m*`` the root of ``sum_i p_i w_i(m) (r_i - m)`` with
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy.typing as npt
 
 from rshape_fast import _core
 from rshape_fast._core import ShapeParams
+from rshape_fast.errors import ParameterError
 
 __all__ = [
     "SCHEMES",
@@ -35,7 +37,7 @@ __all__ = [
     "topk",
 ]
 
-#: Names accepted by ``scheme=``, as the core defines them: ``raw``, ``meanstd``,
+#: Names accepted by ``shaping=``, as the core defines them: ``raw``, ``meanstd``,
 #: ``minmax``, ``cap``, ``meansoft``, ``srs`` (soft Stackelberg shaping, the default) and
 #: ``srs_hard``.
 SCHEMES: tuple[str, ...] = _core.SCHEMES
@@ -83,6 +85,19 @@ def _seed(seed: Any) -> Any:
     return seed
 
 
+def _renamed(value: Any, old_value: Any, *, new: str, old: str, function: str) -> Any:
+    """`new=`, or the same argument under its old name, `old=`, with a DeprecationWarning."""
+    if old_value is None:
+        return value
+    warnings.warn(
+        f"{function}({old}=...) is now {function}({new}=...); {old}= will be removed in a "
+        "later release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
+
+
 def topk(logits: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """The ``k`` largest entries of every row of ``logits``.
 
@@ -109,28 +124,34 @@ def stackelberg_threshold(
     rewards: npt.ArrayLike,
     probs: npt.ArrayLike | None = None,
     *,
-    weight: float | npt.ArrayLike,
+    gamma: float | npt.ArrayLike | None = None,
+    weight: float | npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.float64] | float:
     """The exact Stackelberg threshold ``m*`` of each row of candidate rewards.
 
-    ``m*`` is the root of ``F(m) = sum_i p_i w_i(m) (r_i - m)`` with ``w_i = weight`` where
-    ``r_i >= m`` and 1 below: the ``weight / (1 + weight)``-expectile of the rewards under
+    ``m*`` is the root of ``F(m) = sum_i p_i w_i(m) (r_i - m)`` with ``w_i = gamma`` where
+    ``r_i >= m`` and 1 below: the ``gamma / (1 + gamma)``-expectile of the rewards under
     ``p``. It lies in ``[min r, max r]``, equals the (``p``-weighted) mean at
-    ``weight = 1`` and is that value when all rewards are equal. Solved exactly in float64
+    ``gamma = 1`` and is that value when all rewards are equal. Solved exactly in float64
     (sort, then solve the one linear piece of ``F`` that changes sign).
 
     Args:
         rewards: ``[B, n]`` (or ``[n]``) finite rewards.
         probs: same shape, the candidates' probabilities: ``>= 0`` with a positive sum per
             row, renormalised per row. ``None`` means uniform.
-        weight: ``gamma >= 1`` (e.g. ``exp(B / beta)``), a float or one value per row.
+        gamma: the SRS weight ``gamma >= 1`` (e.g. ``ShapeParams().gamma()``), a float or
+            one value per row.
+        weight: ``gamma``'s old name (``weight`` is λ everywhere else); deprecated.
 
     Returns:
         float64 ``[B]``, or a Python float for 1-D ``rewards``.
     """
+    gamma = _renamed(gamma, weight, new="gamma", old="weight", function="stackelberg_threshold")
+    if gamma is None:
+        raise ParameterError("gamma: stackelberg_threshold needs gamma= (the SRS weight >= 1)")
     rows, single = _rows(rewards)
     out = _core.stackelberg_threshold(
-        rows, _optional_rows_like(probs, single), weight=_per_row(weight)
+        rows, _optional_rows_like(probs, single), gamma=_per_row(gamma)
     )
     return float(out[0]) if single else out
 
@@ -138,9 +159,10 @@ def stackelberg_threshold(
 def shape_rewards(
     rewards: npt.ArrayLike,
     *,
-    scheme: str,
+    shaping: str | None = None,
     probs: npt.ArrayLike | None = None,
     params: ShapeParams | None = None,
+    scheme: str | None = None,
 ) -> npt.NDArray[np.float32]:
     """Transform each row of candidate rewards with one of :data:`SCHEMES`.
 
@@ -165,19 +187,23 @@ def shape_rewards(
 
     Args:
         rewards: ``[B, n]`` (or ``[n]``) finite rewards.
-        scheme: one of :data:`SCHEMES`.
+        shaping: one of :data:`SCHEMES` (the ``shaping`` knob of the decoders).
         probs: candidate probabilities for ``meansoft`` / ``srs`` / ``srs_hard`` (same
             shape, ``>= 0``, positive row sums); ``None`` is uniform.
         params: the knobs (:class:`~rshape_fast.ShapeParams`); ``None`` is
             ``ShapeParams()``.
+        scheme: ``shaping``'s old name; deprecated.
 
     Returns:
         float32 ``[B, n]`` (``[n]`` for 1-D input).
     """
+    shaping = _renamed(shaping, scheme, new="shaping", old="scheme", function="shape_rewards")
+    if shaping is None:
+        raise ParameterError(f"shaping: shape_rewards needs shaping= (one of {SCHEMES})")
     rows, single = _rows(rewards)
     out = _core.shape_rewards(
         rows,
-        scheme=scheme,
+        shaping=shaping,
         probs=_optional_rows_like(probs, single),
         params=params,
     )
@@ -189,7 +215,7 @@ def fuse_and_select(
     rewards: npt.ArrayLike,
     *,
     weight: float | npt.ArrayLike,
-    scheme: str = "srs",
+    shaping: str = "srs",
     probs: npt.ArrayLike | None = None,
     probs_from_base: bool = True,
     greedy: bool = True,
@@ -198,10 +224,11 @@ def fuse_and_select(
     params: ShapeParams | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
+    scheme: str | None = None,
 ) -> tuple[npt.NDArray[np.int64] | int, npt.NDArray[np.float32]]:
     """Shape, fuse and choose one candidate per row: one decoding step for the batch.
 
-    ``fused = base_scores + weight * shape_rewards(rewards, scheme=..., probs=...,
+    ``fused = base_scores + weight * shape_rewards(rewards, shaping=..., probs=...,
     params=...)``, then
     per row the argmax (``greedy=True``; equal scores go to the lower index) or a draw from
     ``softmax(fused / temperature)`` cut to the ``top_k`` best candidates and then to the
@@ -214,7 +241,7 @@ def fuse_and_select(
             NaN or ``+inf`` raises NonFiniteError.
         rewards: same shape, finite rewards of the candidates.
         weight: the guidance weight ``lambda >= 0``, a float or one value per row.
-        scheme: one of :data:`SCHEMES` (default ``"srs"``).
+        shaping: one of :data:`SCHEMES` (default ``"srs"``).
         probs: candidate probabilities for the threshold (same shape). When ``None`` and
             ``probs_from_base`` is true they are the softmax of each row's base scores
             (the token-level rule); when ``None`` and ``probs_from_base`` is false, uniform
@@ -231,17 +258,19 @@ def fuse_and_select(
         top_p: when sampling, then keep the smallest set of the most likely candidates whose
             probability reaches ``top_p`` (in ``(0, 1]``; ``None``: all). A ``top_p`` that
             leaves one candidate gives the greedy choice.
+        scheme: ``shaping``'s old name; deprecated.
 
     Returns:
         ``(chosen, fused)``: int64 ``[B]`` and float32 ``[B, k]``; for 1-D input a Python
         int and float32 ``[k]``.
     """
+    shaping = _renamed(shaping, scheme, new="shaping", old="scheme", function="fuse_and_select")
     base, single = _rows(base_scores)
     chosen, fused = _core.fuse_and_select(
         base,
         _rows_like(rewards, single),
         weight=_per_row(weight),
-        scheme=scheme,
+        shaping=shaping,
         probs=_optional_rows_like(probs, single),
         probs_from_base=probs_from_base,
         greedy=greedy,

@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from rshape_fast.cd.data import CDDataset
-from rshape_fast.decoding.options import SEQUENCE_CAPS
 from rshape_fast.decoding.value_head import ValueHead
 from rshape_fast.errors import InvalidInputError, ParameterError
 from rshape_fast.shaping import SCHEMES, ShapeParams, shape_rewards
+
+# The core's sequence-level caps: CD targets shape a prompt's sampled responses.
+_SEQUENCE = ShapeParams().sequence_level()
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,9 @@ class TrainConfig:
     bound: float = 15.0
     beta: float = 0.667
     alpha: float = 1.0
-    spread_ratio: float = SEQUENCE_CAPS["spread_ratio"]
-    max_weight: float | None = SEQUENCE_CAPS["max_weight"]
-    max_exponent: float | None = SEQUENCE_CAPS["max_exponent"]
+    spread_ratio: float = _SEQUENCE.spread_ratio
+    max_weight: float | None = _SEQUENCE.max_weight
+    max_exponent: float | None = _SEQUENCE.max_exponent
     cap: float = ShapeParams().cap
     # Rewards are divided by this before shaping (None: the paper's raw reward units).
     reward_scale: float | None = None
@@ -103,7 +105,7 @@ def shaped_targets(rewards: np.ndarray, config: TrainConfig) -> np.ndarray:
     return np.asarray(
         shape_rewards(
             rewards,
-            scheme=config.shaping,
+            shaping=config.shaping,
             probs=None,
             params=config.shape_params,
         ),

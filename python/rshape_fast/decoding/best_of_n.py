@@ -136,7 +136,7 @@ def run_soft_bon(
     with timer.phase("select"):
         shaped = shape_rewards(
             _selection_rewards(rewards, keys, options),
-            scheme=options.shaping,
+            shaping=options.shaping,
             params=options.sequence_shape_params,
         )
         # Shaping happened above; "raw" fuses the shaped values unchanged.
@@ -144,7 +144,7 @@ def run_soft_bon(
             np.zeros_like(shaped),
             shaped,
             weight=options.weight,
-            scheme="raw",
+            shaping="raw",
             probs_from_base=False,
             greedy=False,
             temperature=1.0,

@@ -157,7 +157,7 @@ class ArgsChooser:
                 values,
                 rewards,
                 weight=opts.weight,
-                scheme=opts.shaping,
+                shaping=opts.shaping,
                 probs_from_base=True,
                 greedy=opts.greedy,
                 temperature=opts.temperature,
@@ -188,7 +188,7 @@ class ValueHeadChooser:
     tokens; ONE LM forward runs `rows × k` one-token blocks (each sees its row's cached
     prefix and itself, at the next position), giving each candidate's hidden state (the
     input of `V`) and its next-token logits; the value head scores them in one call; one Rust
-    `fuse_and_select(scheme="raw")` picks (the head learnt shaped targets already); the
+    `fuse_and_select(shaping="raw")` picks (the head learnt shaped targets already); the
     chosen block's KV column is kept, so the chosen token needs no forward of its own.
     When sampling, the draw is from `softmax(score)`: the base term already carries the
     temperature, so it is not applied twice.
@@ -239,7 +239,7 @@ class ValueHeadChooser:
                 base,
                 values,
                 weight=opts.weight,
-                scheme="raw",
+                shaping="raw",
                 probs_from_base=True,
                 greedy=opts.greedy,
                 temperature=1.0,

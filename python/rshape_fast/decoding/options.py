@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import numpy as np
 
 from rshape_fast._core import SCHEMES, ShapeParams
 from rshape_fast.decoding.registry import METHODS, method_spec
@@ -19,9 +18,6 @@ ENSEMBLE_MODES = ("mean", "min", "uwo", "logsigmoid")
 
 # The shaping knobs' defaults are the core's (docs/algorithms.md §2.3); read them once.
 _SHAPE = ShapeParams()
-# The sequence-level caps (best-of-N samples, segments): B_eff = min(B, 2·spread),
-# γ = e^{min(B/β, 2)}, no cap on γ itself (docs/algorithms.md §2.3).
-SEQUENCE_CAPS: dict[str, Any] = {"spread_ratio": 2.0, "max_weight": None, "max_exponent": 2.0}
 
 
 def parse_reward_scale(text: str) -> float | str:
@@ -254,14 +250,25 @@ class DecodingOptions:
 
     @property
     def sequence_shape_params(self) -> ShapeParams:
-        """The run's B, β, α and cap with the sequence-level caps, for sets of sampled
+        """The run's B, β, α and cap with the core's sequence-level caps, for sets of sampled
         responses or segments (the token-level `spread_ratio`/`max_weight` do not apply)."""
-        return self.shape_params.replace(**SEQUENCE_CAPS)
+        return self.shape_params.sequence_level()
+
+    @property
+    def sequence_gamma(self) -> float:
+        """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (docs/algorithms.md §2.3)."""
+        return self.sequence_shape_params.gamma()
 
     @property
     def sequence_weight(self) -> float:
-        """γ of the sequence-level SRS threshold: e^{min(B/β, 2)} (docs/algorithms.md §2.3)."""
-        return float(np.exp(min(self.bound / self.shaping_beta, SEQUENCE_CAPS["max_exponent"])))
+        """`sequence_gamma`'s old name (`weight` is λ everywhere else); deprecated."""
+        warnings.warn(
+            "DecodingOptions.sequence_weight is now sequence_gamma; sequence_weight will be "
+            "removed in a later release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.sequence_gamma
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

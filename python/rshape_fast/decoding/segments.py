@@ -86,7 +86,7 @@ def run_segment(
     timer = PhaseTimer()
     costs = [Cost() for _ in prompts]
     prompt_ids = encode_prompts(lm, prompts, options)
-    gamma = options.sequence_weight
+    gamma = options.sequence_gamma
     responses: list[list[int]] = [[] for _ in prompts]
     final: list[Sample | None] = [None] * len(prompts)
     segments: list[list[str]] = [[] for _ in prompts]
@@ -111,7 +111,7 @@ def run_segment(
                     threshold = (
                         options.accept_threshold
                         if options.accept_threshold is not None
-                        else float(stackelberg_threshold(rewards, weight=gamma))
+                        else float(stackelberg_threshold(rewards, gamma=gamma))
                     )
                     passing = np.flatnonzero(rewards >= threshold)
                     if passing.size:
@@ -206,7 +206,7 @@ def run_segment_beam(
             for pos in np.unique(owners):
                 rows = np.flatnonzero(owners == pos)
                 calibrated = raw[rows] / np.float32(options.reward_scale or 1.0)
-                shaped[rows] = shape_rewards(calibrated, scheme=options.shaping, params=shaping)
+                shaped[rows] = shape_rewards(calibrated, shaping=options.shaping, params=shaping)
             parent = np.repeat(
                 np.array(parents_of_members, dtype=np.int64), options.segment_samples
             )

@@ -92,7 +92,7 @@ def soft_utility_curve(
 ) -> list[float]:
     """Utility of ``π ∝ p · exp(B · sigmoid(α (r − m*)) / β)`` for each α.
 
-    The shaped rewards come from the package's ``shape_rewards(scheme="srs")`` kernel with
+    The shaped rewards come from the package's ``shape_rewards(shaping="srs")`` kernel with
     the caps switched off, so this curve checks the kernel as well as the theory.
     """
     r = np.asarray(rewards, dtype=np.float64)
@@ -100,7 +100,7 @@ def soft_utility_curve(
     out = []
     for alpha in alphas:
         shaped = shape_rewards(
-            r, scheme="srs", probs=probs, params=params.replace(alpha=float(alpha))
+            r, shaping="srs", probs=probs, params=params.replace(alpha=float(alpha))
         )
         out.append(policy_utility(r, probs, shaped, beta=beta))
     return out
@@ -124,9 +124,9 @@ def toy_example(
     r = np.asarray(rewards, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)
     p = p / p.sum()
-    threshold = float(stackelberg_threshold(r, p, weight=math.exp(bound / beta)))
+    threshold = float(stackelberg_threshold(r, p, gamma=math.exp(bound / beta)))
     params = _kernel_params(bound, beta, float(r.max() - r.min()))
-    hard = shape_rewards(r, scheme="srs_hard", probs=p, params=params).astype(np.float64)
+    hard = shape_rewards(r, shaping="srs_hard", probs=p, params=params).astype(np.float64)
     return ToyExample(
         rewards=tuple(float(x) for x in r),
         probs=tuple(float(x) for x in p),

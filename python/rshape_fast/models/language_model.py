@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import torch
 from transformers import (
     AutoModelForCausalLM,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -20,8 +19,8 @@ from rshape_fast.models.builtins import resolve_model
 from rshape_fast.models.loading import (
     DtypeLike,
     ensure_pad_token,
+    load_folder,
     prepare,
-    quiet_loading,
     resolve_device,
     resolve_dtype,
 )
@@ -166,12 +165,5 @@ def load_lm(
     torch_dtype = resolve_dtype(dtype)
     target = resolve_device(device)
     folder = resolve_model(name_or_path, "lm")
-    try:
-        with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
-                folder, dtype=torch_dtype, local_files_only=True
-            )
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot load a causal LM from {folder}: {exc}") from exc
+    tokenizer, model = load_folder(folder, AutoModelForCausalLM, torch_dtype, "a causal LM")
     return LanguageModel.from_model(model, tokenizer, name=os.fspath(name_or_path), device=target)

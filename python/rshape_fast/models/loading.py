@@ -7,15 +7,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from rshape_fast.errors import DeviceError, ParameterError
+from rshape_fast.errors import DeviceError, ModelError, ParameterError
 
 __all__ = [
     "DTYPES",
     "DtypeLike",
     "check_model_device",
     "ensure_pad_token",
+    "load_folder",
     "prepare",
     "quiet_loading",
     "resolve_device",
@@ -69,6 +70,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if target.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError(f"device: {device!r} was asked for, but MPS is not available here")
     return target
+
+
+def load_folder(
+    folder: Any, model_class: Any, dtype: torch.dtype, what: str
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """The tokenizer and the `model_class` model of a local Hugging Face folder, in `dtype`,
+    without touching the network; a `ModelError` naming `what` if either cannot load."""
+    try:
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = model_class.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load {what} from {folder}: {exc}") from exc
+    return tokenizer, model
 
 
 def check_model_device(what: str, model_device: torch.device, device: torch.device) -> None:

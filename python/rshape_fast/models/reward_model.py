@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -32,8 +31,8 @@ from rshape_fast.models.builtins import resolve_model, unknown_model_message
 from rshape_fast.models.loading import (
     DtypeLike,
     ensure_pad_token,
+    load_folder,
     prepare,
-    quiet_loading,
     resolve_device,
     resolve_dtype,
 )
@@ -177,16 +176,12 @@ class RewardModel:
         if not folder.is_dir():
             raise ModelError(unknown_model_message(os.fspath(path), "reward"))
         settings = _read_settings(folder)
-        try:
-            with quiet_loading():
-                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    folder, dtype=torch_dtype, local_files_only=True
-                )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(
-                f"cannot load a sequence-classification model from {folder}: {exc}"
-            ) from exc
+        tokenizer, model = load_folder(
+            folder,
+            AutoModelForSequenceClassification,
+            torch_dtype,
+            "a sequence-classification model",
+        )
         chose_template = template is not None or chat_template is not None
         if conversation is None:
             conversation = not chose_template and bool(settings.get("conversation", False))

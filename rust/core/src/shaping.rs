@@ -59,7 +59,7 @@ impl Scheme {
             .into_iter()
             .find(|scheme| scheme.name() == name)
             .ok_or_else(|| Error::Parameter {
-                arg: "scheme",
+                arg: "shaping",
                 message: format!("unknown scheme {name:?}; expected one of {SCHEMES:?}"),
             })
     }
@@ -82,8 +82,8 @@ pub const SCHEMES: [&str; Scheme::ALL.len()] = {
 };
 
 /// The knobs of the transforms (docs/algorithms.md §2.3). The default is the token-level ARGS
-/// setting; `max_weight: None, max_exponent: Some(2.0), spread_ratio: 2.0` is the
-/// sequence-level CD one.
+/// setting; [`ShapeParams::sequence_level`] gives the sequence-level one (CD targets,
+/// best-of-N samples, segments).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShapeParams {
     /// `B`, the largest reward the provider may hand over.
@@ -147,6 +147,17 @@ impl ShapeParams {
             knob("max_exponent", e, e >= 0.0, ">= 0 (or None)")?;
         }
         knob("cap", self.cap, self.cap >= 0.0, ">= 0")
+    }
+
+    /// The same knobs with the sequence-level caps: `B_eff = min(B, 2 · range)`,
+    /// `γ = e^{min(B/β, 2)}`, no cap on γ itself (docs/algorithms.md §2.3).
+    pub fn sequence_level(self) -> Self {
+        Self {
+            spread_ratio: 2.0,
+            max_weight: None,
+            max_exponent: Some(2.0),
+            ..self
+        }
     }
 
     /// `B_eff = min(B, ρ · range)`.
@@ -668,19 +679,19 @@ pub(crate) fn shape_rows(
 /// The Stackelberg threshold `m*` of every row of the `rows × cols` matrix `rewards`.
 ///
 /// `probs` (same shape, `≥ 0`, positive row sums; renormalised per row) default to
-/// uniform; `weight` is γ ≥ 1, for all rows or one per row.
+/// uniform; `gamma` is γ ≥ 1, for all rows or one per row.
 pub fn stackelberg_threshold(
     rewards: &[f32],
     probs: Option<&[f32]>,
     rows: usize,
     cols: usize,
-    weight: PerRow<'_>,
+    gamma: PerRow<'_>,
 ) -> Result<Vec<f64>> {
     check_matrix("rewards", rewards.len(), rows, cols)?;
     if let Some(p) = probs {
         check_probs_shape(p, rows, cols)?;
     }
-    weight.validate("weight", rows, |w| w >= 1.0, ">= 1")?;
+    gamma.validate("gamma", rows, |w| w >= 1.0, ">= 1")?;
     let mut scratch = Scratch::default();
     let mut probs_row = Vec::with_capacity(cols);
     let mut out = Vec::with_capacity(rows);
@@ -693,7 +704,7 @@ pub fn stackelberg_threshold(
             }
             None => None,
         };
-        out.push(threshold_row(row, p, 1.0 / weight.get(r), &mut scratch));
+        out.push(threshold_row(row, p, 1.0 / gamma.get(r), &mut scratch));
     }
     Ok(out)
 }
@@ -785,7 +796,7 @@ mod tests {
         }
         assert!(matches!(
             Scheme::parse("bogus"),
-            Err(Error::Parameter { arg: "scheme", .. })
+            Err(Error::Parameter { arg: "shaping", .. })
         ));
     }
 

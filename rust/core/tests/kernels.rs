@@ -166,7 +166,7 @@ fn threshold_errors_name_the_argument() {
     for w in [0.5, f64::NAN, f64::INFINITY] {
         assert!(matches!(
             err(stackelberg_threshold(&r, None, 1, 2, PerRow::All(w))),
-            Error::Parameter { arg: "weight", .. }
+            Error::Parameter { arg: "gamma", .. }
         ));
     }
     assert!(matches!(
@@ -177,7 +177,7 @@ fn threshold_errors_name_the_argument() {
             2,
             PerRow::Each(&[2.0, 2.0])
         )),
-        Error::Shape { arg: "weight", .. }
+        Error::Shape { arg: "gamma", .. }
     ));
     assert!(matches!(
         err(stackelberg_threshold(&[], None, 1, 0, PerRow::All(2.0))),
@@ -329,7 +329,7 @@ fn shaping_errors_name_the_argument() {
     ));
     assert!(matches!(
         Scheme::parse("nope"),
-        Err(Error::Parameter { arg: "scheme", .. })
+        Err(Error::Parameter { arg: "shaping", .. })
     ));
 }
 

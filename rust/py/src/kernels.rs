@@ -256,39 +256,39 @@ fn topk<'py>(py: Python<'py>, logits: &Bound<'py, PyAny>, k: i64) -> Result<TopK
 
 /// The exact Stackelberg threshold `m*` of every row of float32 rewards `[B, n]`.
 ///
-/// `probs` (same shape, >= 0, renormalised per row) default to uniform; `weight` is the
+/// `probs` (same shape, >= 0, renormalised per row) default to uniform; `gamma` is the
 /// weight γ >= 1 of rewards at or above the threshold, a float or a float64 array `[B]`.
 #[pyfunction]
-#[pyo3(signature = (rewards, probs=None, *, weight))]
+#[pyo3(signature = (rewards, probs=None, *, gamma))]
 fn stackelberg_threshold<'py>(
     py: Python<'py>,
     rewards: &Bound<'py, PyAny>,
     probs: Option<&Bound<'py, PyAny>>,
-    weight: &Bound<'py, PyAny>,
+    gamma: &Bound<'py, PyAny>,
 ) -> Result<Bound<'py, PyArray1<f64>>> {
     let rewards = matrix(rewards, "rewards")?;
     let probs = optional_like(probs, "probs", &rewards, "rewards")?;
-    let weight = knob(weight, "weight")?;
+    let gamma = knob(gamma, "gamma")?;
     let (rows, cols) = (rewards.rows, rewards.cols);
     let data = rewards.slice()?;
     let probs = probs.as_ref().map(Matrix::slice).transpose()?;
-    let weight = weight.per_row()?;
-    let out = py.detach(|| rshape_core::stackelberg_threshold(data, probs, rows, cols, weight))?;
+    let gamma = gamma.per_row()?;
+    let out = py.detach(|| rshape_core::stackelberg_threshold(data, probs, rows, cols, gamma))?;
     Ok(PyArray1::from_vec(py, out))
 }
 
-/// Shape every row of float32 rewards `[B, n]` with `scheme` (one of `SCHEMES`) and the
-/// knobs of `params` (a `ShapeParams`; None is `ShapeParams()`).
+/// Shape every row of float32 rewards `[B, n]` with the scheme `shaping` (one of
+/// `SCHEMES`) and the knobs of `params` (a `ShapeParams`; None is `ShapeParams()`).
 #[pyfunction]
-#[pyo3(signature = (rewards, *, scheme, probs=None, params=None))]
+#[pyo3(signature = (rewards, *, shaping, probs=None, params=None))]
 fn shape_rewards<'py>(
     py: Python<'py>,
     rewards: &Bound<'py, PyAny>,
-    scheme: &str,
+    shaping: &str,
     probs: Option<&Bound<'py, PyAny>>,
     params: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyArray2<f32>>> {
-    let scheme = Scheme::parse(scheme)?;
+    let scheme = Scheme::parse(shaping)?;
     let params = params_arg(params)?;
     let rewards = matrix(rewards, "rewards")?;
     let probs = optional_like(probs, "probs", &rewards, "rewards")?;
@@ -305,7 +305,7 @@ fn shape_rewards<'py>(
 /// Returns `(chosen int64 [B], fused float32 [B, k])`.
 #[pyfunction]
 #[pyo3(signature = (
-    base_scores, rewards, *, weight, scheme="srs", probs=None, probs_from_base=true,
+    base_scores, rewards, *, weight, shaping="srs", probs=None, probs_from_base=true,
     greedy=true, temperature=1.0, seed=None, params=None, top_k=None, top_p=None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -314,7 +314,7 @@ fn fuse_and_select<'py>(
     base_scores: &Bound<'py, PyAny>,
     rewards: &Bound<'py, PyAny>,
     weight: &Bound<'py, PyAny>,
-    scheme: &str,
+    shaping: &str,
     probs: Option<&Bound<'py, PyAny>>,
     probs_from_base: bool,
     greedy: bool,
@@ -324,7 +324,7 @@ fn fuse_and_select<'py>(
     top_k: Option<i64>,
     top_p: Option<f64>,
 ) -> Result<SelectionArrays<'py>> {
-    let scheme = Scheme::parse(scheme)?;
+    let scheme = Scheme::parse(shaping)?;
     let params = params_arg(params)?;
     let base = matrix(base_scores, "base_scores")?;
     let rewards = matrix_like(rewards, "rewards", &base, "base_scores")?;

@@ -112,6 +112,21 @@ impl ShapeParams {
         })
     }
 
+    /// The same knobs with the sequence-level caps (best-of-N samples, segments, CD
+    /// targets): `B_eff = min(B, 2 · range)`, `γ = e^{min(B/β, 2)}`, no cap on γ itself.
+    fn sequence_level(&self) -> Self {
+        Self {
+            inner: self.inner.sequence_level(),
+        }
+    }
+
+    /// The SRS weight γ of a candidate set whose effective bound is `b_eff` (default `B`),
+    /// with these caps.
+    #[pyo3(signature = (b_eff=None))]
+    fn gamma(&self, b_eff: Option<f64>) -> f64 {
+        self.inner.srs_weight(b_eff.unwrap_or(self.inner.bound))
+    }
+
     /// The knobs as a dict of the constructor's keywords.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
