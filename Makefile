@@ -17,7 +17,7 @@ DIST ?= dist
 # -v names each test as it runs; --durations lists the slow ones at the end.
 PYTEST := $(PY) -m pytest -v --durations=15
 
-.PHONY: help dev test lint bench demo reproduce wheel clean clean-models
+.PHONY: help dev test lint bench demo reproduce wheel gpu-check-prepare gpu-check clean clean-models
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,15 +40,15 @@ test: dev  ## cargo test on the core, then the whole pytest suite (real models i
 lint: dev  ## rustfmt, clippy, ruff, mypy and stubtest
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(PY) -m ruff check python tests benches
-	$(PY) -m ruff format --check python tests benches
+	$(PY) -m ruff check python tests benches scripts
+	$(PY) -m ruff format --check python tests benches scripts
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest rshape_fast._core
 
-bench: dev  ## kernel microbenchmarks and end-to-end decoding benchmarks (ratios, not gates)
-	$(PY) benches/bench_kernels.py
-	$(PY) benches/bench_decoding.py
-	$(PY) benches/bench_sequence.py
+bench: dev  ## the installed benchmarks (`rshape bench ...`, ratios, not gates), then the stop check
+	$(PY) -m rshape_fast.cli bench kernels
+	$(PY) -m rshape_fast.cli bench decoding
+	$(PY) -m rshape_fast.cli bench sequence
 	$(PY) benches/bench_stop.py
 
 wheel: dev  ## a manylinux2014 abi3 wheel (linked through zig) and an sdist in $(DIST), checked by twine
@@ -57,6 +57,12 @@ wheel: dev  ## a manylinux2014 abi3 wheel (linked through zig) and an sdist in $
 	$(PY) -m maturin sdist --out $(DIST)
 	$(PY) -m twine check --strict $(DIST)/*
 
+gpu-check-prepare: wheel  ## here: .gpu-check/ for a lent GPU machine (wheels, tokenizer; < 64 MiB)
+	$(PY) scripts/gpu_check.py prepare --dist $(DIST)
+
+gpu-check:  ## on the GPU machine, after gpu-check-prepare: CUDA tests and the 8B benchmark into $$OUT
+	python3 scripts/gpu_check.py run
+
 demo: dev  ## the main job: SRS-ARGS against ARGS on the bundled prompts with the default models
 	$(PY) -m rshape_fast.cli demo
 
@@ -64,7 +70,7 @@ reproduce: dev  ## the paper's protocol per reward model (resumable; hours of CP
 	$(PY) -m rshape_fast.cli reproduce
 
 clean:  ## remove what `make dev` made: the .venv, install stamps, Rust and wheel builds
-	rm -rf $(VENV) .make target dist python/rshape_fast/_core*.so
+	rm -rf $(VENV) .make target dist .gpu-check python/rshape_fast/_core*.so
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 clean-models:  ## remove the converted models (rshape_fast's cache; re-made on first use)

@@ -38,13 +38,16 @@ def rm():  # -> rshape_fast.models.RewardModel
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer():
-    """The SmolLM2 tokenizer (chat template, eos/pad ``<|im_end|>``) from the model cache."""
+    """The SmolLM2 tokenizer (chat template, eos/pad ``<|im_end|>``) from the model cache,
+    or from the folder ``RSHAPE_FAST_TOKENIZER`` names (the GPU check carries only the
+    tokenizer files, not the weights)."""
     from transformers import AutoTokenizer
 
     from rshape_fast.cache import DEFAULT_LM
     from rshape_fast.models.builtins import ensure_builtin
 
-    return AutoTokenizer.from_pretrained(ensure_builtin(DEFAULT_LM), local_files_only=True)
+    folder = os.environ.get("RSHAPE_FAST_TOKENIZER") or ensure_builtin(DEFAULT_LM)
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def _tiny_llama_config(tokenizer, **overrides):

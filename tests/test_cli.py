@@ -61,7 +61,7 @@ def test_light_commands_import_no_torch(argv: list[str]) -> None:
 
 def test_every_subcommand_is_checked() -> None:
     # The parametrisation above reads the parser; make sure it found the real commands.
-    assert {"generate", "models", "demo", "eval", "report", "reproduce", "cd-data"} <= set(
+    assert {"generate", "models", "demo", "eval", "report", "reproduce", "cd-data", "bench"} <= set(
         _subcommands()
     )
 

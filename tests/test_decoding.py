@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import rshape_fast
-from naive_decoding import bisection_threshold, naive_args
+from rshape_fast.bench.naive import bisection_threshold, naive_args
 from rshape_fast.decoding import generate, stream
 from rshape_fast.decoding.reward_scorers import (
     CachedCandidateScorer,

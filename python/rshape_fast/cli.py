@@ -364,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rshape_fast.eval.cli import add_eval_commands
 
     add_eval_commands(sub)
+
+    from rshape_fast.bench.cli import add_bench_commands
+
+    add_bench_commands(sub)
     return parser
 
 

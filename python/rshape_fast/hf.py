@@ -75,7 +75,7 @@ class RewardGuidedLogitsProcessor(LogitsProcessor):
         self.path = self.chooser.path
         self.live = list(range(self.rows))  # batch rows still in the reward model's cache
         self.width: int | None = None  # input_ids width at the previous call
-        self.timer = PhaseTimer()
+        self.timer = PhaseTimer.for_device(lm.device)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows, width = input_ids.shape

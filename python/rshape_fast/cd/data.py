@@ -261,7 +261,7 @@ def sample_responses(
         chat_template=config.chat_template,
     )
     cost = Cost()
-    sampler = Sampler(lm, options, [cost], PhaseTimer(), hidden_states=True)
+    sampler = Sampler(lm, options, [cost], PhaseTimer.for_device(lm.device), hidden_states=True)
     samples = [Sample(owner=0, key=(key, s)) for s in range(config.samples)]
     sampler.start(
         [lm.encode(prompt, chat_template=config.chat_template)], samples, [0] * len(samples)

@@ -98,7 +98,7 @@ def run_bon(
 ) -> list[RowOutput]:
     """Best-of-N: the sample with the highest steering reward (ties: lowest sample index)."""
     reward = require_reward_model(rm, options.method)
-    timer = PhaseTimer()
+    timer = PhaseTimer.for_device(lm.device)
     costs = [Cost() for _ in prompts]
     samples, rewards = _sample_and_score(lm, reward, prompts, keys, options, costs, timer, progress)
     with timer.phase("select"):
@@ -130,7 +130,7 @@ def run_soft_bon(
     score is λ·shaped) at temperature 1, seeded per prompt key.
     """
     reward = require_reward_model(rm, options.method)
-    timer = PhaseTimer()
+    timer = PhaseTimer.for_device(lm.device)
     costs = [Cost() for _ in prompts]
     samples, rewards = _sample_and_score(lm, reward, prompts, keys, options, costs, timer, progress)
     with timer.phase("select"):
@@ -189,7 +189,7 @@ def run_streaming_bon(
     """
     reward = require_reward_model(rm, options.method)
     n = options.n
-    timer = PhaseTimer()
+    timer = PhaseTimer.for_device(lm.device)
     costs = [Cost() for _ in prompts]
     sampler, samples = draw_samples(lm, prompts, keys, options, costs, timer, progress)
     state = StreamingBestOfN(len(prompts), n)

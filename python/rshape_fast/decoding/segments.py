@@ -83,7 +83,7 @@ def run_segment(
     accepts; retries matter with a fixed `accept_threshold`.
     """
     reward = require_reward_model(rm, options.method)
-    timer = PhaseTimer()
+    timer = PhaseTimer.for_device(lm.device)
     costs = [Cost() for _ in prompts]
     prompt_ids = encode_prompts(lm, prompts, options)
     gamma = options.sequence_gamma
@@ -183,7 +183,7 @@ def run_segment_beam(
     (raw rewards: shaped scores of different steps come from different candidate sets).
     """
     reward = require_reward_model(rm, options.method)
-    timer = PhaseTimer()
+    timer = PhaseTimer.for_device(lm.device)
     costs = [Cost() for _ in prompts]
     prompt_ids = encode_prompts(lm, prompts, options)
     shaping = options.sequence_shape_params

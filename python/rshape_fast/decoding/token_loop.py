@@ -55,7 +55,7 @@ class TokenLoop:
 
     def steps(self) -> Iterator[list[tuple[int, int]]]:
         opts = self.options
-        timer = PhaseTimer()
+        timer = PhaseTimer.for_device(self.lm.device)
         with timer.phase("lm"):
             state = LMState(self.lm, self.prompt_ids)
             (logits,) = state.prefill()

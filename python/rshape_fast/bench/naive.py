@@ -3,8 +3,8 @@
 Batch 1, no KV caches: every step re-runs the LM on the whole sequence, takes
 `torch.topk`, runs the reward model once per candidate on the whole
 `head ⊕ response ⊕ candidate ⊕ tail`, and finds the SRS threshold by bisection. It exists
-to check the fast path token for token and to measure what the fast path buys; it is
-never used to produce results.
+to check the fast path token for token (tests/test_decoding.py) and to measure what the fast
+path buys (`rshape bench decoding`); it is never used to produce results.
 """
 
 from __future__ import annotations
