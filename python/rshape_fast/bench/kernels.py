@@ -13,14 +13,13 @@ GPU) and in numpy, on rows that are flat (normal · 3) and peaked (normal · 8).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 import rshape_fast
-from rshape_fast.bench.report import BenchReport, Column, median_seconds
+from rshape_fast.bench.report import BenchReport, Column, median_seconds, synced
 
 
 def numpy_topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,20 +74,6 @@ def numpy_sample_tokens(
     return np.minimum(picked, x.shape[1] - 1)
 
 
-def _synced(fn: Callable[[], object], device: str) -> Callable[[], object]:
-    """`fn`, waiting for the device to finish (CUDA runs asynchronously)."""
-    if not device.startswith("cuda"):
-        return fn
-    import torch
-
-    def synced() -> object:
-        out = fn()
-        torch.cuda.synchronize()
-        return out
-
-    return synced
-
-
 def _torch() -> Any:
     try:
         import torch
@@ -133,7 +118,7 @@ def bench_topk(
                 t_torch = (
                     None
                     if xt is None
-                    else median_seconds(_synced(partial(torch.topk, xt, k), device), budget=budget)
+                    else median_seconds(synced(partial(torch.topk, xt, k), device), budget=budget)
                 )
                 t_numpy = median_seconds(partial(numpy_topk, x, k), budget=budget, min_repeats=3)
                 table.add(

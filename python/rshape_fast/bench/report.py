@@ -23,7 +23,22 @@ import numpy as np
 
 import rshape_fast
 
-__all__ = ["BenchReport", "Column", "Table", "machine", "median_seconds"]
+__all__ = ["BenchReport", "Column", "Table", "machine", "median_seconds", "synced"]
+
+
+def synced(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    """`fn`, then a wait for the device's queued work: CUDA runs asynchronously, so without
+    it a timing measures the launch, not the work."""
+    if not device.startswith("cuda"):
+        return fn
+    import torch
+
+    def run() -> object:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
 
 
 def median_seconds(

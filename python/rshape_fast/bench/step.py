@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rshape_fast.bench.report import BenchReport, Column, median_seconds
+from rshape_fast.bench.report import BenchReport, Column, median_seconds, synced
 
 CONFIGS = (("float32", "float32"), ("bfloat16", "bfloat16"), ("float32", "bfloat16"))
 K = 10
@@ -68,10 +68,8 @@ def matmul_floor(shapes: list[tuple[int, int]], rows: int, dtype: Any, device: s
     def step() -> None:
         for x, w in pairs:
             torch.matmul(x, w.T)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
 
-    return median_seconds(step, min_repeats=7, warmup=2)
+    return median_seconds(synced(step, device), min_repeats=7, warmup=2)
 
 
 Runs = dict[tuple[str, str], dict[str, Any]]
@@ -283,13 +281,8 @@ def read_bandwidth(device: str) -> float:
     import torch
 
     buffer = torch.ones(256 * 1024 * 1024 // 4, dtype=torch.float32, device=device)
-
-    def read() -> None:
-        buffer.sum()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    return buffer.numel() * 4 / median_seconds(read, min_repeats=7, warmup=2)
+    seconds = median_seconds(synced(buffer.sum, device), min_repeats=7, warmup=2)
+    return buffer.numel() * 4 / seconds
 
 
 def part_weight_floor(report: BenchReport, args: argparse.Namespace, prompt: str) -> None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from typing import Any
 
-from rshape_fast.bench.report import BenchReport, Column, median_seconds
+from rshape_fast.bench.report import BenchReport, Column, median_seconds, synced
 
 #: Llama configurations by name: the real 8B shapes, and a tiny one the test suite runs.
 SIZES: dict[str, dict[str, Any]] = {
@@ -108,13 +109,7 @@ def copy_bandwidth(device: str) -> float:
     size = (1 << 30) if device.startswith("cuda") else (1 << 28)
     src = torch.ones(size // 2, dtype=torch.bfloat16, device=device)
     dst = torch.empty_like(src)
-
-    def copy() -> None:
-        dst.copy_(src)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    return 2 * size / median_seconds(copy, min_repeats=7, warmup=2)
+    return 2 * size / median_seconds(synced(partial(dst.copy_, src), device), min_repeats=7)
 
 
 def matmul_throughput(device: str, dtype: Any) -> float:
@@ -124,13 +119,7 @@ def matmul_throughput(device: str, dtype: Any) -> float:
     n = 8192 if device.startswith("cuda") else 1024
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
-
-    def matmul() -> None:
-        torch.matmul(a, b)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    return 2 * n**3 / median_seconds(matmul, min_repeats=5, warmup=2)
+    return 2 * n**3 / median_seconds(synced(partial(torch.matmul, a, b), device), warmup=2)
 
 
 def run(report: BenchReport, args: argparse.Namespace) -> None:
@@ -166,10 +155,6 @@ def run(report: BenchReport, args: argparse.Namespace) -> None:
         """Seconds of one forward over `rows` tokens at the hardware's floor."""
         return max(_weight_bytes(model) / bandwidth, 2 * _matmul_params(model) * rows / flops)
 
-    def sync() -> None:
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     table = report.table(
         f"SRS-ARGS (k = {K}, λ = 0.5, greedy) against base decoding, {tokens} new tokens, "
         f"ms per step",
@@ -201,12 +186,11 @@ def run(report: BenchReport, args: argparse.Namespace) -> None:
             do_sample=False,
             pad_token_id=lm.pad_token_id,
         )
+        warm = {**generate_kwargs, "max_new_tokens": 2, "min_new_tokens": 2}
         with torch.inference_mode():
-            lm.model.generate(**{**generate_kwargs, "max_new_tokens": 2, "min_new_tokens": 2})
-            sync()
+            synced(partial(lm.model.generate, **warm), args.device)()
             t0 = time.perf_counter()
-            lm.model.generate(**generate_kwargs)
-            sync()
+            synced(partial(lm.model.generate, **generate_kwargs), args.device)()
             base_s = time.perf_counter() - t0
         generate(rows[:1], lm=lm, rm=rm, **{**knobs, "max_new_tokens": 2})  # warm-up
         t0 = time.perf_counter()
