@@ -11,11 +11,11 @@ runs on every token of every row). SmolLM2's tokenizer, real text. Prints, never
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Sequence
+from functools import partial
 
 from common import print_load
+from rshape_fast.bench.report import median_seconds
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.rows import StopRule
 from rshape_fast.models import load_lm
@@ -30,16 +30,6 @@ def whole_text_check(rule: StopRule, tokens: Sequence[int]) -> bool:
     return any(s in text for s in rule.options.stop)
 
 
-def median_us(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
@@ -52,9 +42,10 @@ def main() -> None:
     for n in (64, 1024):
         response = ids[:n]
         assert rule.check((), response) == (None, None)
-        before = median_us(lambda r=response: whole_text_check(rule, r), args.repeats)
-        after = median_us(lambda r=response: rule.check((), r), args.repeats)
-        print(f"{n:>7} {before:>10.1f} {after:>9.1f} {before / after:>12.1f}x")
+        repeats = args.repeats
+        before = median_seconds(partial(whole_text_check, rule, response), min_repeats=repeats)
+        after = median_seconds(partial(rule.check, (), response), min_repeats=repeats)
+        print(f"{n:>7} {before * 1e6:>10.1f} {after * 1e6:>9.1f} {before / after:>12.1f}x")
 
 
 if __name__ == "__main__":

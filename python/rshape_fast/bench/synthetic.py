@@ -136,6 +136,7 @@ def run(report: BenchReport, args: argparse.Namespace) -> None:
     )
     bandwidth = copy_bandwidth(args.device)
     flops = matmul_throughput(args.device, lm.model.dtype)
+    tail = len(rm.template_ids("p")[1])
     report.note(
         f"synthetic {args.synthetic} in {args.dtype}: random weights change no speed, only "
         f"the text. Copy bandwidth {bandwidth / 1e9:.1f} GB/s, {args.dtype} matmul "
@@ -145,9 +146,8 @@ def run(report: BenchReport, args: argparse.Namespace) -> None:
         matmul_tflop_s=flops / 1e12,
         lm_params=sum(p.numel() for p in lm.model.parameters()),
         rm_params=sum(p.numel() for p in rm.model.parameters()),
-        rm_tail_tokens=len(rm.template_ids("p")[1]),
+        rm_tail_tokens=tail,
     )
-    tail = report.notes[-1]["rm_tail_tokens"]
     prompts = [p.text for p in load_prompts(split="test", limit=max(batches))]
     knobs: dict[str, Any] = {"k": K, "weight": 0.5, "max_new_tokens": tokens}
 

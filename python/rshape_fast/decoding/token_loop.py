@@ -17,7 +17,7 @@ from rshape_fast.decoding.ensemble import Reward
 from rshape_fast.decoding.lm_state import LMState, encode_prompts
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
-from rshape_fast.decoding.registry import method_spec
+from rshape_fast.decoding.registry import method_spec, require_reward_model
 from rshape_fast.decoding.results import RowOutput
 from rshape_fast.decoding.rows import Rows, StopRule
 from rshape_fast.decoding.token_draws import row_seeds
@@ -40,9 +40,12 @@ class TokenLoop:
         keys: Sequence[int],
         options: DecodingOptions,
     ) -> None:
-        self.spec = method_spec(options.method)
-        if self.spec.chooser is None:
+        spec = method_spec(options.method)
+        if spec.chooser is None:
             raise ParameterError(f"method: {options.method!r} is not a token-level method")
+        if spec.needs_reward_model:
+            require_reward_model(rm, options.method)
+        self.build_chooser = spec.chooser
         if options.k > lm.vocab_size:
             raise ParameterError(f"k: {options.k} is larger than the vocabulary ({lm.vocab_size})")
         self.lm = lm
@@ -59,9 +62,8 @@ class TokenLoop:
         with timer.phase("lm"):
             state = LMState(self.lm, self.prompt_ids)
             (logits,) = state.prefill()
-        assert self.spec.chooser is not None  # checked in __init__
         with timer.phase("rm"):  # building ARGS' chooser runs the reward model's heads
-            chooser = self.spec.chooser(self.lm, self.rm, self.prompts, state, opts)
+            chooser = self.build_chooser(self.lm, self.rm, self.prompts, state, opts)
         rows = Rows(len(self.prompts), StopRule(self.lm, opts))
         for step in range(opts.max_new_tokens):
             row_keys = [(self.keys[pos], step) for pos in rows.live]

@@ -111,11 +111,10 @@ def reproduce(
     sweeps: dict[str, Stage] = {}
     choices: dict[str, WeightChoice | None] = {}
     for suite in plan.chosen:
+        config, path = plan.sweep(suite), plan.path(suite, "sweep")
         if not report_only:
-            stages.run(suite, plan.sweep(suite), plan.path(suite, "sweep"))
-        sweep = sweeps[suite.name] = read_stage(
-            plan.path(suite, "sweep"), plan.sweep(suite), device
-        )
+            stages.run(suite, config, path)
+        sweep = sweeps[suite.name] = read_stage(path, config, device)
         choice = choices[suite.name] = (
             None if sweep.metrics is None else choose_weight(sweep.metrics)
         )
