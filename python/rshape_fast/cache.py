@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_LM",
     "DEFAULT_REWARD_MODEL",
     "DTYPE_NAMES",
+    "ENGINES",
     "MANIFEST_NAME",
     "SMOLLM2_CHAT_JUDGE",
     "BuiltinModel",
@@ -54,6 +55,9 @@ MANIFEST_NAME = "rshape_manifest.json"
 #: The dtypes models load in, by name (models.loading maps them to torch dtypes; listed here,
 #: without torch, for the command line).
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+#: The engines a language model can run on: this package's own transformers loop, or vLLM
+#: (`rshape_fast.engines`, the `vllm` extra).
+ENGINES = ("transformers", "vllm")
 DEFAULT_LM = "smollm2-135m-instruct"
 DEFAULT_REWARD_MODEL = "smollm2-sentiment"
 SMOLLM2_CHAT_JUDGE = "smollm2-chat-judge"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, DTYPE_NAMES
+from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, DTYPE_NAMES, ENGINES
 from rshape_fast.decoding.options import parse_reward_scale
 from rshape_fast.errors import RshapeError
 
@@ -198,6 +198,13 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--rm-dtype", choices=DTYPES, help="reward model weights (default: --dtype)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
+    group.add_argument(
+        "--engine",
+        default=ENGINES[0],
+        choices=ENGINES,
+        help="what runs the LM: this package's transformers loop, or vLLM (the vllm extra; "
+        "every method but cd) (default: transformers)",
+    )
 
 
 def _reward(args: argparse.Namespace) -> str | list[str] | None:
@@ -228,6 +235,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rshape_fast.decoding import generate
 
     prompts, keys = _read_prompts(args)
+    lm: Any = args.lm
+    if args.engine != "transformers":
+        from rshape_fast.models import load_lm
+
+        lm = load_lm(args.lm, engine=args.engine, device=args.device, dtype=args.dtype)
     out = open(args.output, "a", encoding="utf-8") if args.output else None
     try:
 
@@ -242,7 +254,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         generate(
             prompts,
             keys=keys,
-            lm=args.lm,
+            lm=lm,
             rm=_reward(args),
             device=args.device,
             dtype=args.dtype,
@@ -356,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=int, default=128, help="tokens per response")
     demo.add_argument("--device", default="cpu", help="torch device")
     demo.set_defaults(func=cmd_demo)
+
+    from rshape_fast.engines.serve import add_serve_command
+
+    add_serve_command(sub)
 
     from rshape_fast.cd.cli import add_cd_commands
 

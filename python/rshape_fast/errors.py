@@ -18,6 +18,7 @@ __all__ = [
     "DistributedError",
     "DuplicateIdError",
     "EmptyPromptError",
+    "EngineError",
     "InputTypeError",
     "InvalidInputError",
     "MissingKeyError",
@@ -71,6 +72,10 @@ class DeviceError(ParameterError):
 class ContextLengthError(InvalidInputError):
     """A prompt plus the tokens to generate (or a reward model's input) exceeds a model's
     context: the message names both numbers."""
+
+
+class EngineError(RshapeError):
+    """A serving engine (vLLM) is not installed, or cannot run what was asked of it."""
 
 
 class RunFileLockedError(RshapeError):

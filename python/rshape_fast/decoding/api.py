@@ -20,6 +20,7 @@ from rshape_fast.decoding.token_loop import TokenLoop
 from rshape_fast.errors import InputTypeError, InvalidInputError, ParameterError
 from rshape_fast.models import (
     LanguageModel,
+    LanguageModelBase,
     RewardModel,
     TextRewardModel,
     load_lm,
@@ -29,7 +30,7 @@ from rshape_fast.models.loading import check_model_device, resolve_device
 RewardLike = RewardModel | TextRewardModel | RewardEnsemble | str | Callable[..., Any]
 
 
-def _given_models(lm: LanguageModel, reward: Reward | None) -> list[tuple[str, Any]]:
+def _given_models(lm: LanguageModelBase, reward: Reward | None) -> list[tuple[str, Any]]:
     """`(name, device)` of every model object of a run that sits on a torch device."""
     out: list[tuple[str, Any]] = [(f"lm {lm.name!r}", lm.device)]
     members = reward.members if isinstance(reward, RewardEnsemble) else [reward]
@@ -38,20 +39,20 @@ def _given_models(lm: LanguageModel, reward: Reward | None) -> list[tuple[str, A
 
 
 def _resolve(
-    lm: LanguageModel | str | None,
+    lm: LanguageModelBase | str | None,
     rm: RewardLike | Sequence[RewardLike] | None,
     options: DecodingOptions,
     device: str | None,
     dtype: str,
     rm_dtype: str | None,
-) -> tuple[LanguageModel, Reward | None]:
+) -> tuple[LanguageModelBase, Reward | None]:
     """The models of a run; names are loaded on `device` (default "cpu"), in `dtype`
     (`rm_dtype`). A given model object on another device than an explicit `device` is
     refused: it would run where it is, not where `device` says."""
     target = resolve_device(device or "cpu")
     model = (
         lm
-        if isinstance(lm, LanguageModel)
+        if isinstance(lm, LanguageModelBase)
         else load_lm(lm or DEFAULT_LM, device=target, dtype=dtype)
     )
     if rm is None and options.method != "base":
@@ -129,6 +130,7 @@ def _results(
     batch: list[int],
     outputs: list[RowOutput],
     options: DecodingOptions,
+    engine: str,
 ) -> list[GenerationResult]:
     """The batch's results; rows the method has not scored are scored here, in one call.
 
@@ -170,6 +172,7 @@ def _results(
             options=knobs,
             cost=o.cost,
             extras=o.extras,
+            engine=engine,
         )
         for pos, o, r in zip(batch, outputs, rewards, strict=True)
     ]
@@ -178,7 +181,7 @@ def _results(
 def generate(
     prompts: Sequence[str],
     *,
-    lm: LanguageModel | str | None = None,
+    lm: LanguageModelBase | str | None = None,
     rm: RewardLike | Sequence[RewardLike] | None = None,
     keys: Sequence[str] | None = None,
     device: str | None = None,
@@ -193,7 +196,8 @@ def generate(
 
     Args:
         prompts: the user prompts (non-empty strings).
-        lm: a `LanguageModel`, a built-in name or a local HF folder (default SmolLM2-135M).
+        lm: a language model (`load_lm(...)`, on the transformers engine or
+            `engine="vllm"`), a built-in name or a local HF folder (default SmolLM2-135M).
         rm: the steering reward: a `RewardModel`, a `TextRewardModel`, a callable
             `list[str] -> list[float]`, a built-in name or a folder (default
             "smollm2-sentiment"; not needed for `method="base"`), or a list of those: an
@@ -231,7 +235,7 @@ def generate(
     model, reward = _resolve(lm, rm, options, device, dtype, rm_dtype)
     scale = resolve_reward_scale(options, model, reward)
     run_options = replace(options, reward_scale=scale)
-    run = method_spec(options.method).run
+    run = method_spec(options.method).runner(model.engine)
     results: list[GenerationResult] = []
     with TokenProgress(len(texts), options, progress) as bar:
         for start in range(0, len(texts), options.batch_size):
@@ -247,7 +251,7 @@ def generate(
             if scale is not None:
                 for output in outputs:
                     output.extras["reward_scale"] = scale
-            done = _results(reward, texts, names, batch, outputs, options)
+            done = _results(reward, texts, names, batch, outputs, options, model.engine)
             bar.finish_batch(len(batch))
             for result in done:
                 if on_result is not None:
@@ -279,6 +283,8 @@ def stream(
     (text,) = _check_prompts([prompt])
     (name,) = _check_keys(None if key is None else [key], [text])
     model, reward = _resolve(lm, rm, options, device, dtype, rm_dtype)
+    if not isinstance(model, LanguageModel):
+        raise ParameterError(f"lm: stream() runs on the transformers engine, not {model.engine}")
     scale = resolve_reward_scale(options, model, reward)
     loop = TokenLoop(
         model, reward, [text], [prompt_key(name)], replace(options, reward_scale=scale)

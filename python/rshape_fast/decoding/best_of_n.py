@@ -20,7 +20,7 @@ from rshape_fast.decoding.registry import require_reward_model
 from rshape_fast.decoding.response_sampler import (
     ResponseGenerator,
     Sample,
-    Sampler,
+    response_generator,
     sample_output,
     score_samples,
     score_texts,
@@ -28,13 +28,13 @@ from rshape_fast.decoding.response_sampler import (
 from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.decoding.reward_scorers import PartialResponseScorer, shares_cache
 from rshape_fast.decoding.token_draws import row_seeds
-from rshape_fast.models import LanguageModel
+from rshape_fast.models import LanguageModelBase
 from rshape_fast.perturbations import perturb_rewards
 from rshape_fast.shaping import fuse_and_select, shape_rewards
 
 
 def draw_samples(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     prompts: list[str],
     keys: list[int],
     options: DecodingOptions,
@@ -45,7 +45,7 @@ def draw_samples(
     """A sampler started with N samples per prompt (keys `(prompt key, i)`): the draws
     every best-of-N method shares, also used offline by `benches/bench_rejection_schedules.py`.
     """
-    sampler = Sampler(lm, options, costs, timer)
+    sampler = response_generator(lm, options, costs, timer, progress=progress)
     samples = [
         [Sample(owner=pos, key=(keys[pos], i)) for i in range(options.n)]
         for pos in range(len(prompts))
@@ -71,7 +71,7 @@ def _selection_rewards(
 
 
 def _sample_and_score(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     rm: Reward,
     prompts: list[str],
     keys: list[int],
@@ -89,7 +89,7 @@ def _sample_and_score(
 
 
 def run_bon(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     rm: Reward | None,
     prompts: list[str],
     keys: list[int],
@@ -116,7 +116,7 @@ def run_bon(
 
 
 def run_soft_bon(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     rm: Reward | None,
     prompts: list[str],
     keys: list[int],
@@ -169,7 +169,7 @@ def run_soft_bon(
 
 
 def run_streaming_bon(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     rm: Reward | None,
     prompts: list[str],
     keys: list[int],

@@ -26,8 +26,8 @@ from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
 from rshape_fast.decoding.lm_state import LMState
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.reward_scorers import candidate_scorer
-from rshape_fast.errors import NonFiniteError
-from rshape_fast.models import LanguageModel
+from rshape_fast.errors import EngineError, NonFiniteError
+from rshape_fast.models import LanguageModel, LanguageModelBase
 
 #: Train prompts and greedy steps the `"auto"` estimate looks at.
 CALIBRATION_PROMPTS = 8
@@ -94,13 +94,18 @@ def estimate_reward_scale(
 
 
 def resolve_reward_scale(
-    options: DecodingOptions, lm: LanguageModel, reward: Reward | None
+    options: DecodingOptions, lm: LanguageModelBase, reward: Reward | None
 ) -> float | None:
     """The scale rewards are divided by in this run (None: not calibrated)."""
     if options.reward_scale is None or reward is None:
         return None
     if options.reward_scale != "auto":
         return float(options.reward_scale)
+    if not isinstance(lm, LanguageModel):
+        raise EngineError(
+            f"reward_scale: 'auto' is estimated with the transformers engine, not {lm.engine}; "
+            "estimate it there once (estimate_reward_scale) and pass the number"
+        )
     members = reward.members if isinstance(reward, RewardEnsemble) else [reward]
     known = _ESTIMATES.setdefault(members[0], {})
     # The LM and members are alive while the first member is in use with them, so their ids

@@ -34,7 +34,7 @@ from rshape_fast.decoding.rows import Counted
 from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
 from rshape_fast.decoding.value_head import load_value_head
 from rshape_fast.errors import NonFiniteError, ParameterError
-from rshape_fast.models import LanguageModel
+from rshape_fast.models import LanguageModel, LanguageModelBase
 from rshape_fast.perturbations import perturb_rewards
 from rshape_fast.shaping import fuse_and_select, topk
 
@@ -116,7 +116,7 @@ class ArgsChooser:
 
     def __init__(
         self,
-        lm: LanguageModel,
+        lm: LanguageModelBase,
         rm: Reward,
         prompts: list[str],
         options: DecodingOptions,

@@ -13,11 +13,11 @@ import torch
 
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.kv_batch import KVBatch
-from rshape_fast.models import LanguageModel
+from rshape_fast.models import LanguageModel, LanguageModelBase
 
 
 def encode_prompts(
-    lm: LanguageModel, prompts: Sequence[str], options: DecodingOptions
+    lm: LanguageModelBase, prompts: Sequence[str], options: DecodingOptions
 ) -> list[list[int]]:
     """The LM input ids of each prompt (chat template and special tokens as the options
     say), refused before any decoding when a prompt plus `max_new_tokens` exceeds the LM's

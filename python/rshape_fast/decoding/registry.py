@@ -45,6 +45,12 @@ def _run_token_level(*batch: Any) -> list[RowOutput]:
     return run_token_level(*batch)
 
 
+def _run_vllm_token_level(*batch: Any) -> list[RowOutput]:
+    from rshape_fast.engines.vllm_methods import run_vllm_token_level
+
+    return run_vllm_token_level(*batch)
+
+
 def _base_chooser(
     lm: LanguageModel, rm: Reward | None, prompts: list[str], state: LMState, options: Any
 ) -> Chooser:
@@ -131,6 +137,9 @@ class MethodSpec:
         needs_value_head: whether `value_head=` must be given.
         shaped: whether the shaping scheme changes the result.
         rows: how many rows one prompt decodes at once (samples, segment candidates).
+        vllm_run: the batch runner on a vLLM language model, None where the method needs
+            the transformers engine (the sequence-level methods' `run` draws through the
+            LM's own generator, so it is their `vllm_run` too).
     """
 
     name: str
@@ -140,6 +149,7 @@ class MethodSpec:
     needs_value_head: bool = False
     shaped: bool = True
     rows: Callable[[DecodingOptions], int] = _one_row
+    vllm_run: Runner | None = None
 
     @property
     def token_level(self) -> bool:
@@ -152,17 +162,35 @@ class MethodSpec:
         finish early, never run past the end."""
         return self.rows(options) * options.max_new_tokens
 
+    def runner(self, engine: str) -> Runner:
+        """The batch runner on a language model of `engine` ("transformers" or "vllm")."""
+        if engine == "transformers":
+            return self.run
+        if self.vllm_run is None:
+            raise ParameterError(
+                f"method: {self.name!r} runs on the transformers engine only (it reads the "
+                f"LM's hidden states at every step); load the LM without engine='vllm'"
+            )
+        return self.vllm_run
+
 
 SPECS: tuple[MethodSpec, ...] = (
     MethodSpec(
-        "base", _run_token_level, chooser=_base_chooser, needs_reward_model=False, shaped=False
+        "base",
+        _run_token_level,
+        chooser=_base_chooser,
+        needs_reward_model=False,
+        shaped=False,
+        vllm_run=_run_vllm_token_level,
     ),
-    MethodSpec("args", _run_token_level, chooser=_args_chooser),
-    MethodSpec("bon", _run_bon, shaped=False, rows=_n_rows),
-    MethodSpec("soft_bon", _run_soft_bon, rows=_n_rows),
-    MethodSpec("streaming_bon", _run_streaming_bon, shaped=False, rows=_n_rows),
-    MethodSpec("segment", _run_segment, rows=_segment_rows),
-    MethodSpec("segment_beam", _run_segment_beam, rows=_beam_rows),
+    MethodSpec("args", _run_token_level, chooser=_args_chooser, vllm_run=_run_vllm_token_level),
+    MethodSpec("bon", _run_bon, shaped=False, rows=_n_rows, vllm_run=_run_bon),
+    MethodSpec("soft_bon", _run_soft_bon, rows=_n_rows, vllm_run=_run_soft_bon),
+    MethodSpec(
+        "streaming_bon", _run_streaming_bon, shaped=False, rows=_n_rows, vllm_run=_run_streaming_bon
+    ),
+    MethodSpec("segment", _run_segment, rows=_segment_rows, vllm_run=_run_segment),
+    MethodSpec("segment_beam", _run_segment_beam, rows=_beam_rows, vllm_run=_run_segment_beam),
     # The value head learnt shaped targets already; the scheme does not apply at decoding.
     MethodSpec(
         "cd",

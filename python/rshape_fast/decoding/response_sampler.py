@@ -37,8 +37,8 @@ from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.decoding.rows import FINAL_REASONS, StopRule, strip_eos
 from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
-from rshape_fast.errors import InvalidInputError
-from rshape_fast.models import LanguageModel, RewardModel
+from rshape_fast.errors import InputTypeError, InvalidInputError
+from rshape_fast.models import LanguageModel, LanguageModelBase, RewardModel
 
 
 @dataclass
@@ -160,8 +160,9 @@ def next_token_entropy(logits: torch.Tensor) -> np.ndarray:
 class ResponseGenerator(Protocol):
     """The seam between the sequence-level methods and whatever draws their samples: start
     rows from contexts (forking shared ones), extend them by up to m tokens or to a stop,
-    drop rows. `Sampler` (transformers) is the one implementation shipped; docs/scaling.md
-    maps the interface onto a serving engine."""
+    drop rows. `Sampler` runs on the transformers engine, `VllmGenerator`
+    (rshape_fast/engines/vllm_generator.py) on vLLM; `response_generator` picks the
+    language model's."""
 
     live: list[Sample]
 
@@ -174,6 +175,26 @@ class ResponseGenerator(Protocol):
     def drop(self, samples: Sequence[Sample]) -> None: ...
 
     def run(self) -> None: ...
+
+
+def response_generator(
+    lm: LanguageModelBase,
+    options: DecodingOptions,
+    costs: Sequence[Cost],
+    timer: PhaseTimer,
+    *,
+    segments: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ResponseGenerator:
+    """The generator of the language model's engine (arguments as for `Sampler`)."""
+    if isinstance(lm, LanguageModel):
+        return Sampler(lm, options, costs, timer, segments=segments, progress=progress)
+    from rshape_fast.engines.vllm_generator import VllmGenerator
+    from rshape_fast.engines.vllm_model import VllmLanguageModel
+
+    if not isinstance(lm, VllmLanguageModel):
+        raise InputTypeError(f"lm: no response generator for a {type(lm).__name__}")
+    return VllmGenerator(lm, options, costs, timer, segments=segments, progress=progress)
 
 
 class Sampler:

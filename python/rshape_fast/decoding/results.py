@@ -58,6 +58,7 @@ class GenerationResult:
     `reward` is the steering reward model's score of the final (prompt, text) pair (None
     when the run had no reward model). `options` holds every knob of the run.
     `extras` holds method-specific facts (number of samples, accepted segments, ...).
+    `engine` is the engine the language model ran on ("transformers" or "vllm").
     """
 
     index: int
@@ -71,6 +72,7 @@ class GenerationResult:
     options: dict[str, Any] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
     extras: dict[str, Any] = field(default_factory=dict)
+    engine: str = "transformers"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
 from rshape_fast.errors import ContextLengthError, InvalidInputError, ModelError, NonFiniteError
 from rshape_fast.kv_batch import KVBatch
-from rshape_fast.models import LanguageModel, RewardModel, TextRewardModel
+from rshape_fast.models import LanguageModelBase, RewardModel, TextRewardModel
 
 
 class CachedCandidateScorer:
@@ -131,7 +131,7 @@ class TextCandidateScorer:
     def __init__(
         self,
         rm: RewardModel | TextRewardModel,
-        lm: LanguageModel,
+        lm: LanguageModelBase,
         prompts: Sequence[str],
         *,
         special_tokens: bool = False,
@@ -245,7 +245,7 @@ class EnsembleCandidateScorer:
     def __init__(
         self,
         ensemble: RewardEnsemble,
-        lm: LanguageModel,
+        lm: LanguageModelBase,
         prompts: Sequence[str],
         *,
         max_response_tokens: int | None = None,
@@ -283,7 +283,7 @@ class EnsembleCandidateScorer:
         return np.stack([s.score(candidates) for s in self.scorers])
 
 
-def cache_refusal(rm: Reward, lm: LanguageModel) -> str | None:
+def cache_refusal(rm: Reward, lm: LanguageModelBase) -> str | None:
     """Why the reward model cannot score the LM's token ids from a prefix KV cache, or None
     when it can. Devices do not matter: the cached scorer moves ids to the reward model."""
     if isinstance(rm, RewardEnsemble):
@@ -293,7 +293,7 @@ def cache_refusal(rm: Reward, lm: LanguageModel) -> str | None:
     return rm.cache_refusal(lm.tokenizer)
 
 
-def shares_cache(rm: Reward, lm: LanguageModel) -> TypeGuard[RewardModel]:
+def shares_cache(rm: Reward, lm: LanguageModelBase) -> TypeGuard[RewardModel]:
     """Whether the reward model can score the LM's token ids from a prefix KV cache."""
     return cache_refusal(rm, lm) is None
 
@@ -303,7 +303,7 @@ CandidateScorer = CachedCandidateScorer | TextCandidateScorer | EnsembleCandidat
 
 def candidate_scorer(
     rm: Reward,
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     prompts: Sequence[str],
     *,
     max_response_tokens: int | None = None,

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.results import Cost, RowOutput
-from rshape_fast.models import LanguageModel
+from rshape_fast.models import LanguageModelBase
 
 FINAL_REASONS = ("eos", "stop_string", "length")
 SEGMENT_REASONS = ("delimiter", "entropy", "segment_length")
@@ -41,7 +41,7 @@ class StopRule:
     detokenizer scans only new characters), where decoding everything was O(n²) per row.
     """
 
-    def __init__(self, lm: LanguageModel, options: DecodingOptions, *, segments: bool = False):
+    def __init__(self, lm: LanguageModelBase, options: DecodingOptions, *, segments: bool = False):
         self.lm = lm
         self.options = options
         self.segments = segments

@@ -1,6 +1,6 @@
 """Segment-level search: `segment` (accept/resample, after CARDS) and `segment_beam`.
 
-A segment is what the `Sampler` draws in segment mode: it ends at a delimiter, at high
+A segment is what the response generator (`Sampler`, or `VllmGenerator` on vLLM) draws in segment mode: it ends at a delimiter, at high
 next-token entropy (after `min_segment_tokens`), at `max_segment_tokens`, or with the
 response (EOS, stop string, `max_new_tokens`). Segments are scored as the whole response
 so far, `r(prompt, prefix ⊕ segment)`, by the steering reward model.
@@ -27,17 +27,17 @@ from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.registry import require_reward_model
 from rshape_fast.decoding.response_sampler import (
     Sample,
-    Sampler,
+    response_generator,
     sample_output,
     score_samples,
 )
 from rshape_fast.decoding.results import Cost, RowOutput
-from rshape_fast.models import LanguageModel
+from rshape_fast.models import LanguageModelBase
 from rshape_fast.shaping import shape_rewards, stackelberg_threshold
 
 
 def _draw_segments(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     options: DecodingOptions,
     costs: list[Cost],
     timer: PhaseTimer,
@@ -50,7 +50,7 @@ def _draw_segments(
     Returns the finished segments, grouped by head in order; sample s of a head is keyed
     `(*key_head, s)`.
     """
-    sampler = Sampler(lm, options, costs, timer, segments=True, progress=progress)
+    sampler = response_generator(lm, options, costs, timer, segments=True, progress=progress)
     samples = [
         Sample(owner=owner, key=(*head, s), prefix=list(prefix))
         for owner, prefix, head in heads
@@ -64,7 +64,7 @@ def _draw_segments(
 
 
 def run_segment(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     rm: Reward | None,
     prompts: list[str],
     keys: list[int],
@@ -165,7 +165,7 @@ def _sequence_hash(sample: Sample) -> int:
 
 
 def run_segment_beam(
-    lm: LanguageModel,
+    lm: LanguageModelBase,
     rm: Reward | None,
     prompts: list[str],
     keys: list[int],

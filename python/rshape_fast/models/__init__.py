@@ -17,7 +17,7 @@ sequence-classification model with ``num_labels=1`` for :func:`load_reward_model
 
 from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, available_models, cache_dir
 from rshape_fast.models.builtins import SENTIMENT_TEMPLATE
-from rshape_fast.models.language_model import LanguageModel, load_lm
+from rshape_fast.models.language_model import ENGINES, LanguageModel, LanguageModelBase, load_lm
 from rshape_fast.models.reward_format import DEFAULT_REWARD_TEMPLATE
 from rshape_fast.models.reward_model import (
     RewardModel,
@@ -30,8 +30,10 @@ __all__ = [
     "DEFAULT_LM",
     "DEFAULT_REWARD_MODEL",
     "DEFAULT_REWARD_TEMPLATE",
+    "ENGINES",
     "SENTIMENT_TEMPLATE",
     "LanguageModel",
+    "LanguageModelBase",
     "RewardModel",
     "TextRewardModel",
     "as_reward_model",

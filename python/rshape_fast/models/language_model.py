@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, overload
 
 import torch
 from transformers import (
@@ -13,8 +14,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rshape_fast.cache import DEFAULT_LM
-from rshape_fast.errors import ContextLengthError, InvalidInputError, ModelError
+from rshape_fast.cache import DEFAULT_LM, ENGINES
+from rshape_fast.errors import ContextLengthError, InvalidInputError, ModelError, ParameterError
 from rshape_fast.models.builtins import resolve_model
 from rshape_fast.models.loading import (
     DtypeLike,
@@ -33,23 +34,26 @@ from rshape_fast.models.text import (
     rendered_pieces,
 )
 
-__all__ = ["LanguageModel", "load_lm"]
+__all__ = ["ENGINES", "LanguageModel", "LanguageModelBase", "load_lm"]
 
 
-# eq=False: identity semantics, so a LanguageModel is hashable (usable as a cache key) and
+
+# eq=False: identity semantics, so a language model is hashable (usable as a cache key) and
 # == never compares models field by field.
 @dataclass(eq=False)
-class LanguageModel:
-    """A causal LM ready for decoding: model in eval mode on ``device``, its tokenizer, and
-    the ids a decoder needs (``eos_token_ids`` to stop rows, ``pad_token_id`` to pad them).
-    """
+class LanguageModelBase:
+    """What every engine's language model has: its tokenizer (prompts are encoded, and
+    responses decoded, by this package on every engine), the device it runs on, and the ids
+    a decoder needs (``eos_token_ids`` to stop rows, ``pad_token_id`` to pad them).
+    Subclasses say which ``engine`` runs them and what their context is."""
 
     name: str
-    model: PreTrainedModel = field(repr=False)
     tokenizer: PreTrainedTokenizerBase = field(repr=False)
     device: torch.device
     eos_token_ids: frozenset[int]
     pad_token_id: int
+
+    engine: ClassVar[str]
 
     def encode(
         self, prompt: str, *, chat_template: bool = True, special_tokens: bool = False
@@ -90,9 +94,13 @@ class LanguageModel:
 
     @property
     def max_positions(self) -> int | None:
-        """The model's context in positions (``max_position_embeddings``), None if unset."""
-        value = getattr(self.model.config, "max_position_embeddings", None)
-        return None if value is None else int(value)
+        """The model's context in positions, None if unknown."""
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        """The size of the logits' last dimension (may exceed ``len(tokenizer)``)."""
+        raise NotImplementedError
 
     def check_context(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> None:
         """Refuse, before any decoding, a prompt whose ids plus ``max_new_tokens`` exceed
@@ -113,6 +121,34 @@ class LanguageModel:
         """The text of ``ids`` with special tokens (eos, chat markers, padding) removed."""
         return str(self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True))
 
+
+def eos_ids(tokenizer: PreTrainedTokenizerBase, generation_eos: int | Sequence[int] | None) -> frozenset[int]:
+    """The ids that end a response: the tokenizer's eos and the generation config's."""
+    eos: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        eos.add(int(tokenizer.eos_token_id))
+    if isinstance(generation_eos, int):
+        eos.add(generation_eos)
+    elif generation_eos is not None:
+        eos.update(int(i) for i in generation_eos)
+    return frozenset(eos)
+
+
+@dataclass(eq=False)
+class LanguageModel(LanguageModelBase):
+    """A causal LM ready for decoding in this package's transformers loop: ``model`` in
+    eval mode on ``device``, with its tokenizer and special ids."""
+
+    model: PreTrainedModel = field(repr=False)
+
+    engine: ClassVar[str] = "transformers"
+
+    @property
+    def max_positions(self) -> int | None:
+        """The model's context in positions (``max_position_embeddings``), None if unset."""
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return None if value is None else int(value)
+
     @classmethod
     def from_model(
         cls,
@@ -128,20 +164,12 @@ class LanguageModel:
         """
         target = resolve_device(device) if device is not None else next(model.parameters()).device
         pad_token_id = ensure_pad_token(tokenizer, model.config)
-        eos: set[int] = set()
-        if tokenizer.eos_token_id is not None:
-            eos.add(int(tokenizer.eos_token_id))
-        generation_eos = getattr(model.generation_config, "eos_token_id", None)
-        if isinstance(generation_eos, int):
-            eos.add(generation_eos)
-        elif generation_eos is not None:
-            eos.update(int(i) for i in generation_eos)
         return cls(
             name=name,
             model=prepare(model, target),
             tokenizer=tokenizer,
             device=target,
-            eos_token_ids=frozenset(eos),
+            eos_token_ids=eos_ids(tokenizer, getattr(model.generation_config, "eos_token_id", None)),
             pad_token_id=pad_token_id,
         )
 
@@ -151,19 +179,54 @@ class LanguageModel:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
 
+@overload
+def load_lm(
+    name_or_path: str | os.PathLike[str] = ...,
+    *,
+    device: str | torch.device = ...,
+    dtype: DtypeLike = ...,
+    engine: Literal["transformers"] = ...,
+) -> LanguageModel: ...
+
+
+@overload
+def load_lm(
+    name_or_path: str | os.PathLike[str] = ...,
+    *,
+    device: str | torch.device = ...,
+    dtype: DtypeLike = ...,
+    engine: str,
+    **engine_args: Any,
+) -> LanguageModelBase: ...
+
+
 def load_lm(
     name_or_path: str | os.PathLike[str] = DEFAULT_LM,
     *,
     device: str | torch.device = "cpu",
     dtype: DtypeLike = torch.float32,
-) -> LanguageModel:
+    engine: str = "transformers",
+    **engine_args: Any,
+) -> LanguageModelBase:
     """Load a causal LM: a built-in name (see :func:`~rshape_fast.cache.available_models`;
     converted into the cache on first use) or a local Hugging Face causal-LM folder, cast to
     ``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"`` or the torch dtype; the cache
     stays float32). Never touches the network.
+
+    ``engine="vllm"`` starts vLLM on it instead (the ``vllm`` extra;
+    :func:`rshape_fast.engines.vllm_model.load_vllm_lm`, which takes ``engine_args`` such
+    as ``max_model_len``); ``device`` must then be the device vLLM runs on.
     """
+    if engine not in ENGINES:
+        raise ParameterError(f"engine: one of {ENGINES}, got {engine!r}")
     torch_dtype = resolve_dtype(dtype)
     target = resolve_device(device)
+    if engine == "vllm":
+        from rshape_fast.engines.vllm_model import load_vllm_lm
+
+        return load_vllm_lm(name_or_path, device=target, dtype=torch_dtype, **engine_args)
+    if engine_args:
+        raise ParameterError(f"{sorted(engine_args)[0]}: unknown argument of load_lm (an engine argument of vLLM?)")
     folder = resolve_model(name_or_path, "lm")
     tokenizer, model = load_folder(folder, AutoModelForCausalLM, torch_dtype, "a causal LM")
     return LanguageModel.from_model(model, tokenizer, name=os.fspath(name_or_path), device=target)
