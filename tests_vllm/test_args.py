@@ -48,7 +48,12 @@ def test_args_tokens_equal_the_transformers_engine(vllm_lm, hf_lm, rm, agreeing,
 
 
 def test_ensemble_args_equal_the_transformers_engine(vllm_lm, hf_lm, agreeing):
-    common = dict(method="args", rm=["smollm2-sentiment", "smollm2-chat-judge"], ensemble="min", max_new_tokens=16)
+    common = dict(
+        method="args",
+        rm=["smollm2-sentiment", "smollm2-chat-judge"],
+        ensemble="min",
+        max_new_tokens=16,
+    )
     ours = rf.generate(agreeing[:1], lm=vllm_lm, **common)
     theirs = rf.generate(agreeing[:1], lm=hf_lm, **common)
     assert ours[0].token_ids == theirs[0].token_ids
@@ -67,14 +72,18 @@ def test_cd_is_refused_on_vllm(vllm_lm, prompts):
 
 def test_auto_reward_scale_and_stream_are_refused_on_vllm(vllm_lm, rm, prompts):
     with pytest.raises(EngineError, match="auto"):
-        rf.generate(prompts, lm=vllm_lm, rm=rm, method="args", reward_scale="auto", max_new_tokens=4)
+        rf.generate(
+            prompts, lm=vllm_lm, rm=rm, method="args", reward_scale="auto", max_new_tokens=4
+        )
     with pytest.raises(ParameterError, match="stream"):
         list(rf.stream(prompts[0], lm=vllm_lm, rm=rm, method="args", max_new_tokens=4))
 
 
 def test_a_reward_without_a_name_cannot_cross_into_the_worker(vllm_lm, prompts):
     with pytest.raises(EngineError, match="name or folder"):
-        rf.generate(prompts, lm=vllm_lm, rm=lambda p, r: [0.0] * len(r), method="args", max_new_tokens=4)
+        rf.generate(
+            prompts, lm=vllm_lm, rm=lambda p, r: [0.0] * len(r), method="args", max_new_tokens=4
+        )
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,15 @@ TOKENS = 32
 @pytest.mark.parametrize("method", ["bon", "streaming_bon"])
 def test_chosen_sample_is_the_best_by_the_reward_models_own_score(vllm_lm, rm, prompts, method):
     results = rf.generate(
-        prompts, lm=vllm_lm, rm=rm, method=method, n=N, max_new_tokens=TOKENS,
-        checkpoint_tokens=8, reject_fraction=0.0, greedy=False,
+        prompts,
+        lm=vllm_lm,
+        rm=rm,
+        method=method,
+        n=N,
+        max_new_tokens=TOKENS,
+        checkpoint_tokens=8,
+        reject_fraction=0.0,
+        greedy=False,
     )
     for result in results:
         assert result.engine == "vllm"
@@ -45,7 +52,9 @@ def test_same_call_twice_and_alone_or_in_a_batch_give_the_same_tokens(vllm_lm, r
 
 def test_stop_string_cuts_where_the_transformers_engine_cuts(vllm_lm, rm, prompts):
     """The stop rule is the package's: the text ends before the stop string."""
-    results = rf.generate(prompts, lm=vllm_lm, rm=rm, method="bon", n=2, max_new_tokens=TOKENS, stop=[" the "])
+    results = rf.generate(
+        prompts, lm=vllm_lm, rm=rm, method="bon", n=2, max_new_tokens=TOKENS, stop=[" the "]
+    )
     for result in results:
         assert " the " not in result.text
         if result.stop_reason == "stop_string":
@@ -54,4 +63,6 @@ def test_stop_string_cuts_where_the_transformers_engine_cuts(vllm_lm, rm, prompt
 
 def test_entropy_segments_are_refused_on_vllm(vllm_lm, rm, prompts):
     with pytest.raises(EngineError, match="entropy_threshold"):
-        rf.generate(prompts, lm=vllm_lm, rm=rm, method="segment", entropy_threshold=2.0, max_new_tokens=8)
+        rf.generate(
+            prompts, lm=vllm_lm, rm=rm, method="segment", entropy_threshold=2.0, max_new_tokens=8
+        )

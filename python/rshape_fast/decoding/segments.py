@@ -1,9 +1,10 @@
 """Segment-level search: `segment` (accept/resample, after CARDS) and `segment_beam`.
 
-A segment is what the response generator (`Sampler`, or `VllmGenerator` on vLLM) draws in segment mode: it ends at a delimiter, at high
-next-token entropy (after `min_segment_tokens`), at `max_segment_tokens`, or with the
-response (EOS, stop string, `max_new_tokens`). Segments are scored as the whole response
-so far, `r(prompt, prefix ⊕ segment)`, by the steering reward model.
+A segment is what the response generator (`Sampler`, or `VllmGenerator` on vLLM) draws in
+segment mode: it ends at a delimiter, at high next-token entropy (after
+`min_segment_tokens`), at `max_segment_tokens`, or with the response (EOS, stop string,
+`max_new_tokens`). Segments are scored as the whole response so far,
+`r(prompt, prefix ⊕ segment)`, by the steering reward model.
 
 Seeding: segment s of round (or beam rank) j at segment number d of prompt key q is keyed
 `(q, d, j, s)`, so `segment` round 0 and `segment_beam` rank 0 draw the same segments

@@ -31,8 +31,7 @@ def serve_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     argv = [
         sys.executable,
         "-m",
-        "vllm.entrypoints.cli.main",
-        "serve",
+        "rshape_fast.engines.vllm_server",
         os.fspath(folder),
         "--served-model-name",
         args.lm,
@@ -80,7 +79,9 @@ def add_serve_command(sub: Any) -> None:
         "rshape_weight, ...) decodes with the reward model; others decode unchanged. "
         "Arguments after -- go to `vllm serve`.",
     )
-    serve.add_argument("--lm", default=DEFAULT_LM, help=f"built-in name or HF folder (default: {DEFAULT_LM})")
+    serve.add_argument(
+        "--lm", default=DEFAULT_LM, help=f"built-in name or HF folder (default: {DEFAULT_LM})"
+    )
     serve.add_argument(
         "--rm",
         action="append",
@@ -88,11 +89,17 @@ def add_serve_command(sub: Any) -> None:
         f"{DEFAULT_REWARD_MODEL}); a request may name another with rshape_rm",
     )
     serve.add_argument("--dtype", default=DTYPE_NAMES[0], choices=DTYPE_NAMES, help="LM weights")
-    serve.add_argument("--rm-dtype", choices=DTYPE_NAMES, help="reward model weights (default: --dtype)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument(
+        "--rm-dtype", choices=DTYPE_NAMES, help="reward model weights (default: --dtype)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument(
         "--max-model-len", type=int, default=2048, help="context of each request (default: 2048)"
     )
-    serve.add_argument("vllm_args", nargs=argparse.REMAINDER, help="-- then arguments of vllm serve")
+    serve.add_argument(
+        "vllm_args", nargs=argparse.REMAINDER, help="-- then arguments of vllm serve"
+    )
     serve.set_defaults(func=cmd_serve)

@@ -157,12 +157,16 @@ class VllmGenerator:
         finished, keep, drawn = [], [], 0
         for sample, prompt, out in zip(self.live, prompts, outputs, strict=True):
             before = len(sample.tokens)
-            reason, text = accept_tokens(self.stop, sample.prefix, sample.tokens, out.outputs[0].token_ids)
+            reason, text = accept_tokens(
+                self.stop, sample.prefix, sample.tokens, out.outputs[0].token_ids
+            )
             added = len(sample.tokens) - before
             drawn += added
             cost = self.costs[sample.owner]
             cost.generated_tokens += added
-            cost.lm_tokens += len(prompt["prompt_token_ids"]) - int(out.num_cached_tokens or 0) + added
+            cost.lm_tokens += (
+                len(prompt["prompt_token_ids"]) - int(out.num_cached_tokens or 0) + added
+            )
             if reason is None:
                 keep.append(sample)
             else:

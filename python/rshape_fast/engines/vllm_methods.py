@@ -96,8 +96,9 @@ def run_vllm_token_level(
             # vLLM stops at the LM's EOS ids and at max_new_tokens, as the rule does: only
             # a context cut short (max_model_len) gets here.
             raise EngineError(
-                f"vLLM ended a response after {len(tokens)} tokens ({out.outputs[0].finish_reason}) "
-                f"before max_new_tokens={options.max_new_tokens}; raise max_model_len"
+                f"vLLM ended a response after {len(tokens)} tokens "
+                f"({out.outputs[0].finish_reason}) before max_new_tokens="
+                f"{options.max_new_tokens}; raise max_model_len"
             )
         response = strip_eos(tokens, reason)
         cost = Cost(

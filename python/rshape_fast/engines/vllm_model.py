@@ -40,7 +40,9 @@ def import_vllm() -> Any:
     try:
         import vllm
     except ImportError:
-        raise EngineError(f"the vLLM engine needs vllm, which is not installed: {VLLM_INSTALL_HINT}") from None
+        raise EngineError(
+            f"the vLLM engine needs vllm, which is not installed: {VLLM_INSTALL_HINT}"
+        ) from None
     return vllm
 
 

@@ -90,7 +90,9 @@ def guided_options(params: SamplingParams) -> tuple[dict[str, Any], DecodingOpti
 
     Raises `ParameterError` (vLLM answers HTTP 400) for an unknown key, a missing prompt or
     a bad knob, before the request reaches the engine."""
-    given = {k[len(PREFIX) :]: v for k, v in (params.extra_args or {}).items() if k.startswith(PREFIX)}
+    given = {
+        k[len(PREFIX) :]: v for k, v in (params.extra_args or {}).items() if k.startswith(PREFIX)
+    }
     if not given:
         return None
     unknown = sorted(set(given) - set(REWARD_KNOBS) - set(REQUEST_KEYS))
@@ -123,7 +125,9 @@ def guided_options(params: SamplingParams) -> tuple[dict[str, Any], DecodingOpti
     return given, options
 
 
-def xargs_for(prompt: str, key: int, rm: str | list[str], options: DecodingOptions) -> dict[str, Any]:
+def xargs_for(
+    prompt: str, key: int, rm: str | list[str], options: DecodingOptions
+) -> dict[str, Any]:
     """The `extra_args` that guide one request with `options` (the reward knobs that differ
     from their defaults, so a request stays readable)."""
     defaults = DecodingOptions()

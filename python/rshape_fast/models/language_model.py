@@ -37,7 +37,6 @@ from rshape_fast.models.text import (
 __all__ = ["ENGINES", "LanguageModel", "LanguageModelBase", "load_lm"]
 
 
-
 # eq=False: identity semantics, so a language model is hashable (usable as a cache key) and
 # == never compares models field by field.
 @dataclass(eq=False)
@@ -122,7 +121,9 @@ class LanguageModelBase:
         return str(self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True))
 
 
-def eos_ids(tokenizer: PreTrainedTokenizerBase, generation_eos: int | Sequence[int] | None) -> frozenset[int]:
+def eos_ids(
+    tokenizer: PreTrainedTokenizerBase, generation_eos: int | Sequence[int] | None
+) -> frozenset[int]:
     """The ids that end a response: the tokenizer's eos and the generation config's."""
     eos: set[int] = set()
     if tokenizer.eos_token_id is not None:
@@ -169,7 +170,9 @@ class LanguageModel(LanguageModelBase):
             model=prepare(model, target),
             tokenizer=tokenizer,
             device=target,
-            eos_token_ids=eos_ids(tokenizer, getattr(model.generation_config, "eos_token_id", None)),
+            eos_token_ids=eos_ids(
+                tokenizer, getattr(model.generation_config, "eos_token_id", None)
+            ),
             pad_token_id=pad_token_id,
         )
 
@@ -226,7 +229,9 @@ def load_lm(
 
         return load_vllm_lm(name_or_path, device=target, dtype=torch_dtype, **engine_args)
     if engine_args:
-        raise ParameterError(f"{sorted(engine_args)[0]}: unknown argument of load_lm (an engine argument of vLLM?)")
+        raise ParameterError(
+            f"{sorted(engine_args)[0]}: unknown argument of load_lm (an engine argument of vLLM?)"
+        )
     folder = resolve_model(name_or_path, "lm")
     tokenizer, model = load_folder(folder, AutoModelForCausalLM, torch_dtype, "a causal LM")
     return LanguageModel.from_model(model, tokenizer, name=os.fspath(name_or_path), device=target)
