@@ -1,4 +1,4 @@
-"""ARGS and SRS-ARGS on vLLM (`RewardGuidedLogitsProcessor`) against the transformers engine."""
+"""ARGS and SRS-ARGS on vLLM (`VllmArgsLogitsProcessor`) against the transformers engine."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from vllm import SamplingParams
 
 import rshape_fast as rf
-from rshape_fast.engines.vllm_processor import RewardGuidedLogitsProcessor
+from rshape_fast.engines.vllm_processor import VllmArgsLogitsProcessor
 from rshape_fast.errors import EngineError, ParameterError
 
 TOKENS = 32
@@ -98,9 +98,9 @@ def test_a_reward_without_a_name_cannot_cross_into_the_worker(vllm_lm, prompts):
 )
 def test_bad_request_knobs_are_refused_before_the_engine(extra, message):
     with pytest.raises(ValueError, match=message):
-        RewardGuidedLogitsProcessor.validate_params(SamplingParams(extra_args=extra))
+        VllmArgsLogitsProcessor.validate_params(SamplingParams(extra_args=extra))
 
 
 def test_a_request_without_knobs_is_not_guided():
-    RewardGuidedLogitsProcessor.validate_params(SamplingParams(extra_args={"other": 1}))
-    RewardGuidedLogitsProcessor.validate_params(SamplingParams())
+    VllmArgsLogitsProcessor.validate_params(SamplingParams(extra_args={"other": 1}))
+    VllmArgsLogitsProcessor.validate_params(SamplingParams())

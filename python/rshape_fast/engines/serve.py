@@ -1,6 +1,6 @@
 """`rshape serve`: vLLM's OpenAI-compatible server with reward-guided decoding.
 
-The command starts `vllm serve` on the LM's folder with `RewardGuidedLogitsProcessor`
+The command starts `vllm serve` on the LM's folder with `VllmArgsLogitsProcessor`
 registered and the steering reward model named on the command line (the processor loads it
 in vLLM's engine process when the server starts). A chat or text completion whose
 `vllm_xargs` carry `rshape_prompt` (and any other `rshape_*` knob) is decoded with

@@ -2,7 +2,7 @@
 
 `base` is vLLM's own decoding (greedy, or drawn with the seed of `(seed, prompt key)`).
 `args` sends each prompt with the `rshape_*` extra arguments that make
-`RewardGuidedLogitsProcessor` choose every token (vllm_processor.py); greedy ARGS and
+`VllmArgsLogitsProcessor` choose every token (vllm_processor.py); greedy ARGS and
 sampled ARGS draw what the transformers engine draws wherever the two engines' logits
 agree. The reward model is loaded again in vLLM's worker by its name or folder, so it must
 have one; a reward given as an object or a function cannot cross into the worker.
@@ -28,7 +28,7 @@ from rshape_fast.decoding.results import Cost, RowOutput
 from rshape_fast.decoding.rows import StopRule, strip_eos
 from rshape_fast.engines.vllm_generator import accept_tokens, prompt_seed, sampling_params
 from rshape_fast.engines.vllm_model import VllmLanguageModel
-from rshape_fast.engines.vllm_processor import PREFIX, RewardGuidedLogitsProcessor, xargs_for
+from rshape_fast.engines.vllm_processor import PREFIX, VllmArgsLogitsProcessor, xargs_for
 from rshape_fast.errors import EngineError
 from rshape_fast.models import RewardModel
 
@@ -107,7 +107,7 @@ def run_vllm_token_level(
             generated_tokens=len(tokens),
         )
         if guided:
-            cost.rm_calls, cost.rm_tokens = RewardGuidedLogitsProcessor.costs.pop(tag, (0, 0))
+            cost.rm_calls, cost.rm_tokens = VllmArgsLogitsProcessor.costs.pop(tag, (0, 0))
         progress(len(tokens))
         results.append(
             RowOutput(

@@ -3,7 +3,7 @@
 The model's weights live in a `vllm.LLM` (its engine runs in a process of its own); this
 package keeps the Hugging Face tokenizer of the same folder, so prompts are encoded, stop
 rules applied and responses decoded exactly as on the transformers engine. The LLM is
-built with `RewardGuidedLogitsProcessor` registered, so ARGS runs on it too
+built with `VllmArgsLogitsProcessor` registered, so ARGS runs on it too
 (docs/scaling.md, "vLLM").
 
 vLLM has two model runners. The logits processor implements the V1 runner's interface,
@@ -32,7 +32,7 @@ VLLM_INSTALL_HINT = (
     "make vllm-env (README, 'vLLM')"
 )
 #: The processor's import path, as vLLM takes it (`--logits-processors` of `vllm serve`).
-PROCESSOR = "rshape_fast.engines.vllm_processor:RewardGuidedLogitsProcessor"
+PROCESSOR = "rshape_fast.engines.vllm_processor:VllmArgsLogitsProcessor"
 
 
 def import_vllm() -> Any:

@@ -56,7 +56,7 @@ from vllm.v1.sample.logits_processor import (
     MoveDirectionality,
 )
 
-__all__ = ["PREFIX", "RewardGuidedLogitsProcessor", "guided_options", "xargs_for"]
+__all__ = ["PREFIX", "VllmArgsLogitsProcessor", "guided_options", "xargs_for"]
 
 PREFIX = "rshape_"
 #: `DecodingOptions` fields a request may set as `rshape_<name>`; the sampling knobs come
@@ -183,7 +183,7 @@ class _GuidedRequest:
         return int(tokens[0])
 
 
-class RewardGuidedLogitsProcessor(LogitsProcessor):
+class VllmArgsLogitsProcessor(LogitsProcessor):
     """ARGS / SRS-ARGS for the requests that ask for it (see the module docstring)."""
 
     #: In-process engines only: `tag -> (reward calls, reward tokens)` of tagged requests,
