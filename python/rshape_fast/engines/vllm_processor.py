@@ -147,9 +147,15 @@ class _WorkerLM(LanguageModelBase):
 
     engine: ClassVar[str] = "vllm"
 
+    vocab: int = 0
+
     @property
     def max_positions(self) -> int | None:
         return self.context
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab
 
 
 class _GuidedRequest:
@@ -167,9 +173,9 @@ class _GuidedRequest:
     def choose(self, logits: torch.Tensor) -> int:
         # Tokens the chooser has not committed: a preempted request's earlier output.
         done = [t for t in self.output_ids if t >= 0]
-        if len(done) > self.seen:
-            self.chooser.scorer.commit(torch.tensor(done[self.seen :], dtype=torch.long))
-            self.seen = len(done)
+        for token in done[self.seen :]:
+            self.chooser.scorer.commit(torch.tensor([token], dtype=torch.long))
+        self.seen = max(self.seen, len(done))
         opts = self.chooser.options
         row_keys = [(self.key, self.seen)]
         meta = StepMetadata(
@@ -211,6 +217,7 @@ class VllmArgsLogitsProcessor(LogitsProcessor):
             eos_token_ids=eos_ids(tokenizer, getattr(hf_config, "eos_token_id", None)),
             pad_token_id=ensure_pad_token(tokenizer, hf_config),
             context=int(config.max_model_len),
+            vocab=int(hf_config.vocab_size),
         )
         self.requests: dict[int, _GuidedRequest] = {}
         self.rewards: dict[tuple[Any, ...], Reward] = {}

@@ -15,9 +15,9 @@ Any local Hugging Face folder works too: a causal LM for :func:`load_lm`, a
 sequence-classification model with ``num_labels=1`` for :func:`load_reward_model`.
 """
 
-from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, available_models, cache_dir
+from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, ENGINES, available_models, cache_dir
 from rshape_fast.models.builtins import SENTIMENT_TEMPLATE
-from rshape_fast.models.language_model import ENGINES, LanguageModel, LanguageModelBase, load_lm
+from rshape_fast.models.language_model import LanguageModel, LanguageModelBase, load_lm
 from rshape_fast.models.reward_format import DEFAULT_REWARD_TEMPLATE
 from rshape_fast.models.reward_model import (
     RewardModel,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, overload
@@ -34,13 +35,13 @@ from rshape_fast.models.text import (
     rendered_pieces,
 )
 
-__all__ = ["ENGINES", "LanguageModel", "LanguageModelBase", "load_lm"]
+__all__ = ["LanguageModel", "LanguageModelBase", "load_lm"]
 
 
 # eq=False: identity semantics, so a language model is hashable (usable as a cache key) and
 # == never compares models field by field.
 @dataclass(eq=False)
-class LanguageModelBase:
+class LanguageModelBase(ABC):
     """What every engine's language model has: its tokenizer (prompts are encoded, and
     responses decoded, by this package on every engine), the device it runs on, and the ids
     a decoder needs (``eos_token_ids`` to stop rows, ``pad_token_id`` to pad them).
@@ -92,14 +93,14 @@ class LanguageModelBase:
             raise ModelError(f"{exc}; use chat_template=False") from exc
 
     @property
+    @abstractmethod
     def max_positions(self) -> int | None:
         """The model's context in positions, None if unknown."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def vocab_size(self) -> int:
         """The size of the logits' last dimension (may exceed ``len(tokenizer)``)."""
-        raise NotImplementedError
 
     def check_context(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> None:
         """Refuse, before any decoding, a prompt whose ids plus ``max_new_tokens`` exceed
