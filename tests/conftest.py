@@ -86,6 +86,26 @@ def tiny_lm(smollm2_tokenizer):  # -> rshape_fast.models.LanguageModel
 
 
 @pytest.fixture(scope="session")
+def save_tiny_causal_lm(smollm2_tokenizer):
+    """A function `save(folder, seed, **config) -> str` that writes a randomly initialised
+    2-layer Llama causal LM with the SmolLM2 tokenizer to `folder` (a folder `load_lm`
+    takes, e.g. as a GenARM ARM)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    def save(folder, seed: int, **overrides) -> str:
+        torch.manual_seed(seed)
+        config = _tiny_llama_config(smollm2_tokenizer, tie_word_embeddings=True, **overrides)
+        model = LlamaForCausalLM(config)
+        model.generation_config.eos_token_id = smollm2_tokenizer.eos_token_id
+        model.save_pretrained(folder)
+        smollm2_tokenizer.save_pretrained(folder)
+        return str(folder)
+
+    return save
+
+
+@pytest.fixture(scope="session")
 def tiny_rm(smollm2_tokenizer):  # -> rshape_fast.models.RewardModel
     """A randomly initialised 2-layer LlamaForSequenceClassification (num_labels=1) with the
     SmolLM2 tokenizer, scoring the response alone (template ``"{response}"``, no chat)."""

@@ -50,8 +50,8 @@ def test_unknown_engine_and_vllm_arguments_on_transformers_are_refused():
         load_lm(max_model_len=1024)
 
 
-def test_every_method_but_cd_has_a_vllm_runner():
-    assert [s.name for s in SPECS if s.vllm_run is None] == ["cd"]
+def test_every_method_but_genarm_and_cd_has_a_vllm_runner():
+    assert [s.name for s in SPECS if s.vllm_run is None] == ["genarm", "cd"]
     with pytest.raises(ParameterError, match="transformers engine only"):
         method_spec("cd").runner("vllm")
     for spec in SPECS:

@@ -110,6 +110,14 @@ KNOBS: list[Knob] = [
         "cd: value head folder written by `rshape cd-train`",
         "none; cd needs one",
     ),
+    Knob(
+        "--arm",
+        "arm",
+        str,
+        "genarm: autoregressive reward model folder written by `rshape arm-train`",
+        "none; genarm needs one",
+    ),
+    Knob("--arm-weight", "arm_weight", float, "genarm: weight of the ARM's log-probabilities"),
     Knob("--ensemble", "ensemble", str, "how several --rm combine"),
     Knob("--uwo-weight", "uwo_weight", float, "uwo ensemble: weight of the members' variance"),
     Knob(
@@ -203,7 +211,7 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
         default=ENGINES[0],
         choices=ENGINES,
         help="what runs the LM: this package's transformers loop, or vLLM (the vllm extra; "
-        "every method but cd) (default: transformers)",
+        "every method but cd and genarm) (default: transformers)",
     )
 
 
@@ -376,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rshape_fast.cd.cli import add_cd_commands
 
     add_cd_commands(sub)
+
+    from rshape_fast.genarm.cli import add_arm_commands
+
+    add_arm_commands(sub)
 
     from rshape_fast.eval.cli import add_eval_commands
 

@@ -10,6 +10,8 @@ and vLLM's sampler compose a step from small parts (docs/architecture.md, "A ste
   `fuse_and_select` (shaping, fusion, choice) for the batch. When sampling, `top_k` and
   `top_p` cut the fused distribution over the k candidates, as transformers and vLLM apply
   their warpers after the logits processors.
+- `GenArmChooser`: GenARM and shaped GenARM: `ArgsChooser` with the candidates' rewards read
+  from an autoregressive reward model's next-token log-probabilities (`ArmScorer`).
 - `ValueHeadChooser`: controlled decoding: `log p_T(v) + λ·V(prefix ⊕ v)`, with the k
   candidates run through the LM itself so that the chosen one needs no forward of its own.
 
@@ -19,17 +21,18 @@ A new token-level method is a chooser: a class with `choose(meta, logits)` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from rshape_fast.decoding.arm_scorer import ArmScorer, load_arm
 from rshape_fast.decoding.ensemble import Reward, RewardEnsemble
-from rshape_fast.decoding.lm_state import LMState
+from rshape_fast.decoding.lm_state import LMState, encode_prompts
 from rshape_fast.decoding.options import DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
-from rshape_fast.decoding.reward_scorers import candidate_scorer
+from rshape_fast.decoding.reward_scorers import CandidateScorer, candidate_scorer
 from rshape_fast.decoding.rows import Counted
 from rshape_fast.decoding.token_draws import row_seeds, row_uniforms, sample_tokens
 from rshape_fast.decoding.value_head import load_value_head
@@ -121,18 +124,27 @@ class ArgsChooser:
         prompts: list[str],
         options: DecodingOptions,
     ) -> None:
-        self.options = options
-        self.params = options.shape_params  # built (and checked) once, not every step
-        self.ensemble = rm if isinstance(rm, RewardEnsemble) else None
-        self.scorer = candidate_scorer(
+        scorer = candidate_scorer(
             rm,
             lm,
             prompts,
             max_response_tokens=options.max_new_tokens,
             special_tokens=options.special_tokens_in_prompts,
         )
-        self.counters: Counted | None = self.scorer
-        self.path: str | None = self.scorer.path
+        self._init(options, scorer, rm if isinstance(rm, RewardEnsemble) else None)
+
+    def _init(
+        self,
+        options: DecodingOptions,
+        scorer: CandidateScorer | ArmScorer,
+        ensemble: RewardEnsemble | None,
+    ) -> None:
+        self.options = options
+        self.params = options.shape_params  # built (and checked) once, not every step
+        self.ensemble = ensemble
+        self.scorer = scorer
+        self.counters: Counted | None = scorer
+        self.path: str | None = scorer.path
 
     def fuse(
         self, meta: StepMetadata, logits: torch.Tensor
@@ -156,7 +168,7 @@ class ArgsChooser:
             chosen, fused = fuse_and_select(
                 values,
                 rewards,
-                weight=opts.weight,
+                weight=opts.fusion_weight,
                 shaping=opts.shaping,
                 probs_from_base=True,
                 greedy=opts.greedy,
@@ -179,6 +191,27 @@ class ArgsChooser:
 
     def select(self, rows: list[int]) -> None:
         self.scorer.select(rows)
+
+
+class GenArmChooser(ArgsChooser):
+    """GenARM (Xu et al., 2025) as an ARGS chooser: the reward of candidate `v` is the
+    autoregressive reward model's `log π_ARM(v | prefix)`, weighted by `arm_weight`.
+
+    With `shaping="raw"` and `k` the vocabulary size, the fused score is
+    `logit_base(v) + arm_weight · log π_ARM(v)`, which ranks and samples as
+    `log π_base + arm_weight · log π_ARM` over the whole vocabulary: GenARM. Any other scheme
+    shapes the ARM's log-probabilities of the base top-k as ARGS shapes a reward model's
+    (`srs`: SRS-GenARM). One ARM forward per step, on its own KV cache. Sampling takes the
+    temperature as the paper does (docs/algorithms.md §4): the fused score is divided by
+    `(1 + arm_weight) · temperature`.
+    """
+
+    def __init__(self, lm: LanguageModel, prompts: list[str], options: DecodingOptions) -> None:
+        assert options.arm is not None  # DecodingOptions checks it for `genarm`
+        arm = load_arm(options.arm, lm)
+        scorer = ArmScorer(arm, encode_prompts(arm, prompts, options))
+        tempered = replace(options, temperature=options.temperature * (1 + options.arm_weight))
+        self._init(tempered, scorer, None)
 
 
 class ValueHeadChooser:

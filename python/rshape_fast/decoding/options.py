@@ -86,6 +86,10 @@ class DecodingOptions:
     beam_width: int = 2
     # Controlled decoding (cd): a value head saved by `rshape cd-train`.
     value_head: str | None = None
+    # genarm: the autoregressive reward model (a causal-LM name or folder, the LM's tokenizer)
+    # and the weight of its log-probabilities (the paper's α; `alpha` is SRS's sharpness).
+    arm: str | None = None
+    arm_weight: float = 1.0
     # Several reward models (`rm=[...]`): how they combine, and uwo's variance weight.
     ensemble: str = "mean"
     uwo_weight: float = 1.0
@@ -123,7 +127,7 @@ class DecodingOptions:
             "reward_scale",
             f"must be None, 'auto' or a finite number > 0, got {scale!r}",
         )
-        for name in ("weight", "noise_variance", "uwo_weight"):
+        for name in ("weight", "noise_variance", "uwo_weight", "arm_weight"):
             value = getattr(self, name)
             _check(_finite(value) and value >= 0, name, f"must be finite and >= 0, got {value!r}")
         for name in ("bound", "alpha", "beta", "spread_ratio", "max_weight", "max_exponent", "cap"):
@@ -194,6 +198,24 @@ class DecodingOptions:
             f"method {self.method!r} needs a value head folder (train one with `rshape "
             "cd-data` then `rshape cd-train`, pass value_head=PATH)",
         )
+        genarm = method_spec(self.method).needs_arm
+        _check(
+            not genarm or self.arm is not None,
+            "arm",
+            f"method {self.method!r} needs an autoregressive reward model (train one with "
+            "`rshape arm-train`, pass arm=PATH)",
+        )
+        _check(
+            genarm or (self.arm is None and self.arm_weight == 1.0),
+            "arm" if self.arm is not None else "arm_weight",
+            f"only method 'genarm' reads an autoregressive reward model, not {self.method!r}",
+        )
+        _check(
+            not genarm or self.weight == DecodingOptions.weight,
+            "weight",
+            "genarm weighs the ARM's log-probabilities by arm_weight; weight (λ) is the "
+            "reward model's weight in args",
+        )
         _check(
             isinstance(self.retries, int) and self.retries >= 0,
             "retries",
@@ -228,12 +250,20 @@ class DecodingOptions:
         )
 
     @property
+    def fusion_weight(self) -> float:
+        """The weight of the (shaped) reward in a token-level fusion: `arm_weight` for
+        genarm, λ (`weight`) for every other method."""
+        return self.arm_weight if method_spec(self.method).needs_arm else self.weight
+
+    @property
     def shaping_beta(self) -> float:
-        """β of the shaping weight γ = e^{B/β}: given, or 1/λ."""
+        """β of the shaping weight γ = e^{B/β}: given, or 1/(the fusion weight)."""
         if self.beta is not None:
             return self.beta
-        # With λ = 0 the shaped reward is multiplied by 0, so any finite β gives the same run.
-        return 1.0 / self.weight if self.weight > 0 else 1.0
+        # With a zero weight the shaped reward is multiplied by 0, so any finite β gives the
+        # same run.
+        weight = self.fusion_weight
+        return 1.0 / weight if weight > 0 else 1.0
 
     @property
     def shape_params(self) -> ShapeParams:

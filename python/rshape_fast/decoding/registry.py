@@ -67,6 +67,14 @@ def _args_chooser(
     return ArgsChooser(lm, require_reward_model(rm, "args"), prompts, options)
 
 
+def _genarm_chooser(
+    lm: LanguageModel, rm: Reward | None, prompts: list[str], state: LMState, options: Any
+) -> Chooser:
+    from rshape_fast.decoding.choosers import GenArmChooser
+
+    return GenArmChooser(lm, prompts, options)
+
+
 def _value_head_chooser(
     lm: LanguageModel, rm: Reward | None, prompts: list[str], state: LMState, options: Any
 ) -> Chooser:
@@ -135,6 +143,7 @@ class MethodSpec:
         needs_reward_model: whether decoding consults the steering reward (every method's
             results are scored by it when there is one).
         needs_value_head: whether `value_head=` must be given.
+        needs_arm: whether `arm=` (an autoregressive reward model) must be given.
         shaped: whether the shaping scheme changes the result.
         rows: how many rows one prompt decodes at once (samples, segment candidates).
         vllm_run: the batch runner on a vLLM language model, None where the method needs
@@ -147,6 +156,7 @@ class MethodSpec:
     chooser: ChooserFactory | None = None
     needs_reward_model: bool = True
     needs_value_head: bool = False
+    needs_arm: bool = False
     shaped: bool = True
     rows: Callable[[DecodingOptions], int] = _one_row
     vllm_run: Runner | None = None
@@ -168,8 +178,8 @@ class MethodSpec:
             return self.run
         if self.vllm_run is None:
             raise ParameterError(
-                f"method: {self.name!r} runs on the transformers engine only (it reads the "
-                f"LM's hidden states at every step); load the LM without engine='vllm'"
+                f"method: {self.name!r} runs on the transformers engine only (it runs a second "
+                f"model beside the LM at every step); load the LM without engine='vllm'"
             )
         return self.vllm_run
 
@@ -191,6 +201,14 @@ SPECS: tuple[MethodSpec, ...] = (
     ),
     MethodSpec("segment", _run_segment, rows=_segment_rows, vllm_run=_run_segment),
     MethodSpec("segment_beam", _run_segment_beam, rows=_beam_rows, vllm_run=_run_segment_beam),
+    # The ARM steers decoding; a reward model, if any, only scores the results.
+    MethodSpec(
+        "genarm",
+        _run_token_level,
+        chooser=_genarm_chooser,
+        needs_reward_model=False,
+        needs_arm=True,
+    ),
     # The value head learnt shaped targets already; the scheme does not apply at decoding.
     MethodSpec(
         "cd",
