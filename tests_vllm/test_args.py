@@ -94,6 +94,8 @@ def test_a_reward_without_a_name_cannot_cross_into_the_worker(vllm_lm, prompts):
         ({"rshape_prompt": "hi", "rshape_k": 0}, "k"),
         ({"rshape_prompt": "hi", "rshape_shaping": "nope"}, "shaping"),
         ({"rshape_prompt": "hi", "rshape_reward_scale": "auto"}, "auto"),
+        ({"rshape_prompt": "hi", "rshape_rm": "no-such-model"}, "neither a built-in"),
+        ({"rshape_prompt": "hi", "rshape_rm_dtype": "int8"}, "rm_dtype"),
     ],
 )
 def test_bad_request_knobs_are_refused_before_the_engine(extra, message):

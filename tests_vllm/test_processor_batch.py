@@ -80,3 +80,17 @@ def test_adds_swaps_removals_and_preemption_give_the_transformers_choices(hf_lm,
         same = min(len(output), len(result.token_ids))
         assert same >= STEPS - 3
         assert output[:same] == result.token_ids[:same]
+
+
+def test_a_request_that_cannot_be_set_up_ends_instead_of_stopping_the_engine(hf_lm, rm, prompts):
+    processor = _processor(hf_lm)
+    # A reward-model context too short for max_tokens: refused when the request is added.
+    options = DecodingOptions(method="args", max_new_tokens=10_000)
+    params = SamplingParams(
+        temperature=0.0, max_tokens=10_000, extra_args=xargs_for(prompts[0], 0, rm.name, options)
+    )
+    ids = hf_lm.encode(prompts[0])
+    processor.update_state(BatchUpdate(1, [], [(0, params, ids, [])], []))
+    row = processor.apply(_logits(hf_lm, ids, []).unsqueeze(0))[0]
+    assert int(row.argmax()) in hf_lm.eos_token_ids
+    assert torch.isfinite(row).sum() == 1

@@ -16,6 +16,23 @@ PERTURBATIONS = ("none", "noise", "random", "reversed")
 #: How several reward models combine into one steering reward (decoding/ensemble.py).
 ENSEMBLE_MODES = ("mean", "min", "uwo", "logsigmoid")
 
+#: The knobs that say how a reward is shaped and fused (and perturbed), as opposed to how
+#: tokens are drawn or how long a run is: the base model's output never depends on them.
+REWARD_KNOBS: tuple[str, ...] = (
+    "shaping",
+    "k",
+    "weight",
+    "bound",
+    "alpha",
+    "beta",
+    "spread_ratio",
+    "max_weight",
+    "max_exponent",
+    "cap",
+    "perturbation",
+    "noise_variance",
+)
+
 # The shaping knobs' defaults are the core's (docs/algorithms.md §2.3); read them once.
 _SHAPE = ShapeParams()
 

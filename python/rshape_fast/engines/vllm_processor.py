@@ -30,6 +30,7 @@ once per (names, ensemble mode, dtype), on the worker's device.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,10 +38,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from transformers import AutoTokenizer
 
-from rshape_fast.cache import DEFAULT_REWARD_MODEL
+from rshape_fast.cache import BUILTIN_MODELS, DEFAULT_REWARD_MODEL, DTYPE_NAMES
 from rshape_fast.decoding.choosers import ArgsChooser, StepMetadata
 from rshape_fast.decoding.ensemble import Reward, steering_reward
-from rshape_fast.decoding.options import DecodingOptions
+from rshape_fast.decoding.options import REWARD_KNOBS, DecodingOptions
 from rshape_fast.decoding.phase_timer import PhaseTimer
 from rshape_fast.decoding.token_draws import row_seeds
 from rshape_fast.errors import ParameterError, RshapeError
@@ -58,22 +59,13 @@ from vllm.v1.sample.logits_processor import (
 
 __all__ = ["PREFIX", "VllmArgsLogitsProcessor", "guided_options", "xargs_for"]
 
+logger = logging.getLogger(__name__)
+
 PREFIX = "rshape_"
 #: `DecodingOptions` fields a request may set as `rshape_<name>`; the sampling knobs come
 #: from vLLM's own parameters, and the run-level ones do not apply to one request.
-REWARD_KNOBS = (
-    "shaping",
-    "k",
-    "weight",
-    "bound",
-    "alpha",
-    "beta",
-    "spread_ratio",
-    "max_weight",
-    "max_exponent",
-    "cap",
-    "perturbation",
-    "noise_variance",
+GUIDED_KNOBS = (
+    *REWARD_KNOBS,
     "reward_scale",
     "special_tokens_in_prompts",
     "ensemble",
@@ -95,19 +87,26 @@ def guided_options(params: SamplingParams) -> tuple[dict[str, Any], DecodingOpti
     }
     if not given:
         return None
-    unknown = sorted(set(given) - set(REWARD_KNOBS) - set(REQUEST_KEYS))
+    unknown = sorted(set(given) - set(GUIDED_KNOBS) - set(REQUEST_KEYS))
     if unknown:
         raise ParameterError(
             f"{PREFIX}{unknown[0]}: unknown key; the knobs are "
-            f"{', '.join(PREFIX + k for k in (*REQUEST_KEYS, *REWARD_KNOBS))}"
+            f"{', '.join(PREFIX + k for k in (*REQUEST_KEYS, *GUIDED_KNOBS))}"
         )
     prompt = given.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ParameterError(f"{PREFIX}prompt: the user prompt the reward model reads is required")
     if not isinstance(given.get("key", 0), int):
         raise ParameterError(f"{PREFIX}key: an integer (the prompt's key), got {given['key']!r}")
+    if given.get("rm_dtype", DTYPE_NAMES[0]) not in DTYPE_NAMES:
+        raise ParameterError(f"{PREFIX}rm_dtype: one of {DTYPE_NAMES}, got {given['rm_dtype']!r}")
+    for name in _names(given.get("rm")):
+        if name not in BUILTIN_MODELS and not os.path.isdir(name):
+            raise ParameterError(
+                f"{PREFIX}rm: {name!r} is neither a built-in model nor a folder on the server"
+            )
     greedy = params.temperature < _GREEDY_BELOW
-    knobs = {k: v for k, v in given.items() if k in REWARD_KNOBS}
+    knobs = {k: v for k, v in given.items() if k in GUIDED_KNOBS}
     if isinstance(knobs.get("reward_scale"), str):
         raise ParameterError(
             f"{PREFIX}reward_scale: a number; 'auto' is estimated on the transformers engine "
@@ -125,6 +124,17 @@ def guided_options(params: SamplingParams) -> tuple[dict[str, Any], DecodingOpti
     return given, options
 
 
+def _names(rm: Any) -> list[str]:
+    """The reward model names of an `rshape_rm` value (none when it is absent)."""
+    if rm is None:
+        return []
+    if isinstance(rm, list) and rm and all(isinstance(n, str) for n in rm):
+        return rm
+    if isinstance(rm, str) and rm:
+        return [rm]
+    raise ParameterError(f"{PREFIX}rm: a model name or folder, or a list of them, got {rm!r}")
+
+
 def xargs_for(
     prompt: str, key: int, rm: str | list[str], options: DecodingOptions
 ) -> dict[str, Any]:
@@ -134,7 +144,7 @@ def xargs_for(
     out: dict[str, Any] = {f"{PREFIX}prompt": prompt, f"{PREFIX}key": int(key), f"{PREFIX}rm": rm}
     for f in fields(DecodingOptions):
         value = getattr(options, f.name)
-        if f.name in REWARD_KNOBS and value != getattr(defaults, f.name):
+        if f.name in GUIDED_KNOBS and value != getattr(defaults, f.name):
             out[PREFIX + f.name] = value
     return out
 
@@ -189,6 +199,17 @@ class _GuidedRequest:
         return int(tokens[0])
 
 
+class _Ended:
+    """A guided request the processor could not set up: it chooses EOS at once."""
+
+    def __init__(self, lm: LanguageModelBase) -> None:
+        self.token = min(lm.eos_token_ids)
+        self.tag: str | None = None
+
+    def choose(self, logits: torch.Tensor) -> int:
+        return self.token
+
+
 class VllmArgsLogitsProcessor(LogitsProcessor):
     """ARGS / SRS-ARGS for the requests that ask for it (see the module docstring)."""
 
@@ -219,7 +240,7 @@ class VllmArgsLogitsProcessor(LogitsProcessor):
             context=int(config.max_model_len),
             vocab=int(hf_config.vocab_size),
         )
-        self.requests: dict[int, _GuidedRequest] = {}
+        self.requests: dict[int, _GuidedRequest | _Ended] = {}
         self.rewards: dict[tuple[Any, ...], Reward] = {}
         # `rshape serve` names the reward model: load it now, not at the first request.
         default = os.environ.get("RSHAPE_REWARD_MODEL")
@@ -269,7 +290,15 @@ class VllmArgsLogitsProcessor(LogitsProcessor):
         for index in batch_update.removed:
             self.requests.pop(index, None)
         for index, params, _prompt_ids, output_ids in batch_update.added:
-            request = self._add(params, output_ids)
+            request: _GuidedRequest | _Ended | None
+            try:
+                request = self._add(params, output_ids)
+            except RshapeError as exc:
+                # What `validate_params` cannot see (the reward model's context, its
+                # loading) must not stop the engine for every other request: this one
+                # ends at once (an empty response) and the server's log says why.
+                logger.error("rshape: request not guided, ended: %s", exc)
+                request = _Ended(self.lm)
             if request is None:
                 self.requests.pop(index, None)
             else:
@@ -286,7 +315,7 @@ class VllmArgsLogitsProcessor(LogitsProcessor):
             token = request.choose(logits[index : index + 1])
             logits[index] = float("-inf")
             logits[index, token] = 0.0
-            if request.tag is not None:
+            if isinstance(request, _GuidedRequest) and request.tag is not None:
                 scorer = request.chooser.scorer
                 self.costs[request.tag] = (scorer.calls, sum(scorer.tokens))
         return logits

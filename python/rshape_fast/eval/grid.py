@@ -33,7 +33,6 @@ __all__ = [
     "DEFAULT_BASELINES",
     "DEFAULT_JUDGES",
     "FORMAT_VERSION",
-    "REWARD_KNOBS",
     "EvalConfig",
     "GridPoint",
     "config_hash",
@@ -52,22 +51,9 @@ FORMAT_VERSION = 2
 """Version of the run file's layout; part of the config hash, so that a file of another
 layout is never resumed."""
 
-# Knobs that do not change what `method="base"` produces; folding them to the base values
-# keeps a grid like {method: [base, args]} × {shaping: [...]} from decoding base N times.
-REWARD_KNOBS: tuple[str, ...] = (
-    "shaping",
-    "k",
-    "weight",
-    "bound",
-    "alpha",
-    "beta",
-    "spread_ratio",
-    "max_weight",
-    "max_exponent",
-    "cap",
-    "perturbation",
-    "noise_variance",
-)
+# The reward knobs do not change what `method="base"` produces; folding them to the base
+# values keeps a grid like {method: [base, args]} × {shaping: [...]} from decoding base N
+# times.
 
 # Knobs that lead a point's id, in this order; the rest follow alphabetically.
 _ID_ORDER = ("method", "shaping", "weight", "perturbation")
@@ -265,10 +251,10 @@ def _point_id(knobs: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
 def expand_grid(config: EvalConfig) -> list[GridPoint]:
     """The grid's points in block order, deduplicated, each validated as ``DecodingOptions``.
 
-    For ``method="base"`` the reward knobs (:data:`REWARD_KNOBS`) are reset to the base
-    values, since they do not change what base decoding produces.
+    For ``method="base"`` the reward knobs (``decoding.options.REWARD_KNOBS``) are reset to
+    the base values, since they do not change what base decoding produces.
     """
-    from rshape_fast.decoding.options import DecodingOptions
+    from rshape_fast.decoding.options import REWARD_KNOBS, DecodingOptions
 
     base = _effective_base(config.base)
     points: list[GridPoint] = []
