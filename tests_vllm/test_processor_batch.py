@@ -91,6 +91,7 @@ def test_a_request_that_cannot_be_set_up_ends_instead_of_stopping_the_engine(hf_
     )
     ids = hf_lm.encode(prompts[0])
     processor.update_state(BatchUpdate(1, [], [(0, params, ids, [])], []))
-    row = processor.apply(_logits(hf_lm, ids, []).unsqueeze(0))[0]
+    # vLLM hands apply() a tensor it may change in place (clone: ours is an inference tensor).
+    row = processor.apply(_logits(hf_lm, ids, []).unsqueeze(0).clone())[0]
     assert int(row.argmax()) in hf_lm.eos_token_ids
     assert torch.isfinite(row).sum() == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from rshape_fast.eval.reproduce import reproduce
 
+    started = time.perf_counter()
     path = reproduce(
         suites=[s.strip() for s in args.suites.split(",") if s.strip()],
         prompts=args.prompts,
@@ -168,7 +170,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         workers=args.workers,
         address=args.ray_address,
     )
-    print(f"wrote {path}")
+    print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
     return 0
 
 
@@ -280,7 +282,9 @@ def add_eval_commands(sub: Any) -> None:
     )
     rp.add_argument("--output", default="docs/reproduction.md", help="the report")
     rp.add_argument("--figures", default="docs/figures", help="folder of the PNGs")
-    rp.add_argument("--run-dir", default="runs/reproduce", help="folder of the run files")
+    rp.add_argument(
+        "--run-dir", default=str(protocol.RUN_DIR), help="folder of the run files (tracked)"
+    )
     rp.add_argument(
         "--report-only",
         action="store_true",

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_NEW_TOKENS",
     "PAPER_DEFAULTS",
     "RM_DTYPE",
+    "RUN_DIR",
     "SUITES",
     "SWEEP_PROMPTS",
     "SWEEP_WEIGHTS",
@@ -69,6 +70,9 @@ SEQUENCE_KNOBS: dict[str, Any] = {"greedy": False, "temperature": 0.7, "top_p": 
 # Value heads of the CD comparison: (name, target shaping, calibrated targets).
 CD_HEADS = (("raw", "raw", False), ("srs", "srs", False), ("srs-auto", "srs", True))
 CD_SAMPLES = 10
+# Tracked in git (results/, unlike runs/), so that a run a session could not finish resumes
+# in the next one from the committed rows.
+RUN_DIR = Path("results/reproduce")
 
 
 @dataclass(frozen=True)
@@ -275,7 +279,7 @@ class ReproductionPlan:
     sweep_prompts: int = SWEEP_PROMPTS
     rm_dtype: str | None = RM_DTYPE
     extras: bool = True
-    run_dir: Path = Path("runs/reproduce")
+    run_dir: Path = RUN_DIR
 
     @property
     def chosen(self) -> list[Suite]:

@@ -23,7 +23,6 @@ cut short still holds the comparisons that decide.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from rshape_fast.eval.protocol import (
     CD_SAMPLES,
     MAX_NEW_TOKENS,
     RM_DTYPE,
+    RUN_DIR,
     SUITES,
     SWEEP_PROMPTS,
     SWEEP_WEIGHTS,
@@ -62,7 +62,7 @@ def reproduce(
     cd_prompts: int | None = None,
     output: Path = Path("docs/reproduction.md"),
     figures_dir: Path = Path("docs/figures"),
-    run_dir: Path = Path("runs/reproduce"),
+    run_dir: Path = RUN_DIR,
     report_only: bool = False,
     device: str = "cpu",
     progress: bool = True,
@@ -92,7 +92,6 @@ def reproduce(
         lm, rm: model objects instead of the defaults (tests pass small ones); `rm` maps a
             suite name to its reward model (a list for an ensemble).
     """
-    started = time.perf_counter()
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise ParameterError(f"suites: unknown suite {unknown[0]!r}; one of {list(SUITES)}")
@@ -135,7 +134,6 @@ def reproduce(
             progress=progress,
         )
         stages.run(suite, config, plan.path(suite, "extras"))
-    decoded = time.perf_counter()
     return render_report(
         plan,
         sweeps,
@@ -144,8 +142,6 @@ def reproduce(
         figures_dir=Path(figures_dir),
         device=device,
         report_only=report_only,
-        seconds=time.perf_counter() - started,
-        decoding_seconds=decoded - started,
     )
 
 
