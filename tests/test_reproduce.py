@@ -197,3 +197,25 @@ def test_workers_go_to_run_eval_and_the_driver_loads_no_model(
     monkeypatch.setattr(module, "run_eval", run_eval)
     with pytest.raises(ParameterError, match="model objects cannot be passed"):
         module.reproduce(suites=["sentiment"], address="ray://x:1", lm=object(), **paths)
+
+
+@pytest.mark.model
+def test_the_committed_report_is_what_the_committed_run_files_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/reproduction.md is `rshape reproduce --report-only` of results/reproduce, byte
+    for byte: a report edited by hand, or run files committed without the report they
+    give, fail here."""
+    from rshape_fast.eval.reproduce import reproduce
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the report names its run folder as given: results/reproduce
+    report = reproduce(
+        report_only=True,
+        output=tmp_path / "reproduction.md",
+        figures_dir=tmp_path / "figures",
+        progress=False,
+    )
+    assert report.read_text(encoding="utf-8") == (root / "docs/reproduction.md").read_text(
+        encoding="utf-8"
+    )
