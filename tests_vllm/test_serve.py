@@ -19,6 +19,7 @@ from rshape_fast.cache import DEFAULT_LM
 
 TOKENS = 32
 STARTUP_SECONDS = 300
+API_KEY = "rshape-test-key"
 
 
 def _free_port() -> int:
@@ -27,10 +28,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+def _post(url: str, body: dict, api_key: str | None = API_KEY) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
 
@@ -50,6 +52,8 @@ def server(tmp_path_factory):
                 str(port),
                 "--max-model-len",
                 "1024",
+                "--api-key",
+                API_KEY,
                 "--",
                 "--block-size",
                 "32",
@@ -86,7 +90,7 @@ def server(tmp_path_factory):
         process.wait()
 
 
-def _chat(url: str, prompt: str, xargs: dict | None) -> str:
+def _chat(url: str, prompt: str, xargs: dict | None, api_key: str | None = API_KEY) -> str:
     body = {
         "model": DEFAULT_LM,
         "messages": [{"role": "user", "content": prompt}],
@@ -95,7 +99,7 @@ def _chat(url: str, prompt: str, xargs: dict | None) -> str:
     }
     if xargs is not None:
         body["vllm_xargs"] = xargs
-    return _post(f"{url}/v1/chat/completions", body)["choices"][0]["message"]["content"]
+    return _post(f"{url}/v1/chat/completions", body, api_key)["choices"][0]["message"]["content"]
 
 
 def test_guided_and_plain_chat_completions(server, vllm_lm, rm, prompts):
@@ -118,3 +122,10 @@ def test_a_bad_knob_is_an_http_400(server, prompts):
         _chat(server, prompts[0], {"rshape_prompt": prompts[0], "rshape_weigth": 1.0})
     assert err.value.code == 400
     assert "unknown key" in err.value.read().decode()
+
+
+@pytest.mark.parametrize("api_key", [None, "wrong-key"], ids=["no-key", "wrong-key"])
+def test_without_the_api_key_is_an_http_401(server, prompts, api_key):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _chat(server, prompts[0], {"rshape_prompt": prompts[0]}, api_key)
+    assert err.value.code == 401

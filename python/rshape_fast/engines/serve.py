@@ -19,6 +19,8 @@ from rshape_fast.cache import DEFAULT_LM, DEFAULT_REWARD_MODEL, DTYPE_NAMES
 
 __all__ = ["add_serve_command", "serve_command"]
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 
 def serve_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     """The `vllm serve` command line and environment that `rshape serve` runs."""
@@ -51,6 +53,9 @@ def serve_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     env["RSHAPE_REWARD_MODEL"] = rm[0] if len(rm) == 1 else json.dumps(rm)
     env["RSHAPE_REWARD_DTYPE"] = args.rm_dtype or args.dtype
+    if args.api_key:
+        # Through the environment, not argv, so the key does not show in `ps`.
+        env["VLLM_API_KEY"] = args.api_key
     # As load_vllm_lm: the processor implements the V1 runner's interface; on CPU, a KV
     # cache of 4 GiB and no thread pinning unless the caller says otherwise.
     env.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
@@ -61,6 +66,12 @@ def serve_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
 
 def cmd_serve(args: argparse.Namespace) -> NoReturn:
     argv, env = serve_command(args)
+    if not env.get("VLLM_API_KEY") and args.host not in LOCAL_HOSTS:
+        print(
+            f"rshape serve: listening on {args.host} without --api-key: anyone who reaches "
+            "the port can decode on this machine",
+            file=sys.stderr,
+        )
     print(
         f"rshape serve: vLLM on {args.lm} at http://{args.host}:{args.port}/v1, reward model "
         f"{env['RSHAPE_REWARD_MODEL']}",
@@ -96,6 +107,11 @@ def add_serve_command(sub: Any) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
     )
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--api-key",
+        help="require `Authorization: Bearer KEY` on /v1 requests (HTTP 401 otherwise); "
+        "default: VLLM_API_KEY if set, else no key",
+    )
     serve.add_argument(
         "--max-model-len", type=int, default=2048, help="context of each request (default: 2048)"
     )
