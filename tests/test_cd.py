@@ -100,6 +100,22 @@ def test_cd_data_resumes_without_recomputing(real_data, lm, rm):
 
 
 @pytest.mark.model
+def test_cd_data_index_without_its_shards_is_sampled_again_the_same(real_data, tmp_path, lm, rm):
+    # results/reproduce commits a collection's manifest and index, not its hidden states.
+    path, prompts, _, _ = real_data
+    clone = tmp_path / "data"
+    clone.mkdir()
+    for name in ("manifest.json", "index.jsonl"):
+        (clone / name).write_bytes((path / name).read_bytes())
+    assert CDDataset(clone).samples == []
+    redone = collect(clone, prompts, lm=lm, rm=rm, config=SMALL, progress=False)
+    assert redone.done_ids == [pid for pid, _ in prompts]
+    assert (clone / "index.jsonl").read_bytes() == (path / "index.jsonl").read_bytes()
+    first = CDDataset(path).samples[0]
+    np.testing.assert_array_equal(CDDataset(clone).hidden(first), CDDataset(path).hidden(first))
+
+
+@pytest.mark.model
 def test_cd_data_hidden_states_are_the_lms(real_data, lm):
     path, prompts, _, _ = real_data
     data = CDDataset(path)

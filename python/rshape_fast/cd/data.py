@@ -126,7 +126,9 @@ class CDDataset:
             )
         self.config = CDDataConfig(**manifest["config"])
         self.hidden_size: int | None = manifest.get("hidden_size")
-        self.samples, good_bytes = _read_index(self.path / INDEX, self.config.samples)
+        self.samples, good_bytes = _read_index(
+            self.path / INDEX, self.config.samples, lambda shard: (self.path / shard).is_file()
+        )
         self._good_bytes = good_bytes
 
     def by_prompt(self) -> dict[str, list[Sample]]:
@@ -142,8 +144,15 @@ class CDDataset:
         return shard[sample.offset : sample.offset + sample.length]
 
 
-def _read_index(path: Path, per_prompt: int) -> tuple[list[Sample], int]:
-    """Complete prompts of the index and the byte length that holds exactly them."""
+def _read_index(
+    path: Path, per_prompt: int, has_shard: Callable[[str], bool]
+) -> tuple[list[Sample], int]:
+    """Complete prompts of the index and the byte length that holds exactly them.
+
+    A prompt is complete when its M lines are there and so is its shard: an index kept
+    without its shards (results/reproduce commits the index, not the 70 MB of hidden
+    states) resumes by sampling those prompts again, with the same keyed draws.
+    """
     if not path.exists():
         return [], 0
     data = path.read_bytes()
@@ -164,6 +173,8 @@ def _read_index(path: Path, per_prompt: int) -> tuple[list[Sample], int]:
             break  # an earlier prompt stopped short of M lines; nothing after it is trusted
         pending.append(record)
         if len(pending) == per_prompt:
+            if not has_shard(record.shard):
+                break
             samples.extend(pending)
             pending = []
             good = pos
@@ -218,6 +229,7 @@ def _open_for_writing(
         # Cut a torn tail left by a crash so that appends continue after whole prompts.
         with open(out_dir / INDEX, "ab") as f:
             f.truncate(existing._good_bytes)
+        (out_dir / SHARDS).mkdir(exist_ok=True)  # absent in a clone: git keeps no shards
         return existing, manifest
     elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise DataConfigError(f"{out_dir} exists, is not empty and holds no {MANIFEST}")

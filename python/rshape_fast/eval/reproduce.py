@@ -216,6 +216,8 @@ def _train_heads(
     from rshape_fast.decoding.options import DecodingOptions
     from rshape_fast.prompts import load_prompts
 
+    if all((folder / name / "config.json").is_file() for name, _, _ in CD_HEADS):
+        return  # the committed heads: a clean clone need not collect the data again
     lm, rm = models
     data = folder / "data"
     rm_name = suite.rm if isinstance(suite.rm, str) else "+".join(suite.rm)
