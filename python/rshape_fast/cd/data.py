@@ -126,9 +126,7 @@ class CDDataset:
             )
         self.config = CDDataConfig(**manifest["config"])
         self.hidden_size: int | None = manifest.get("hidden_size")
-        self.samples, good_bytes = _read_index(
-            self.path / INDEX, self.config.samples, lambda shard: (self.path / shard).is_file()
-        )
+        self.samples, good_bytes = _read_index(self.path / INDEX, self.config.samples)
         self._good_bytes = good_bytes
 
     def by_prompt(self) -> dict[str, list[Sample]]:
@@ -144,9 +142,7 @@ class CDDataset:
         return shard[sample.offset : sample.offset + sample.length]
 
 
-def _read_index(
-    path: Path, per_prompt: int, has_shard: Callable[[str], bool]
-) -> tuple[list[Sample], int]:
+def _read_index(path: Path, per_prompt: int) -> tuple[list[Sample], int]:
     """Complete prompts of the index and the byte length that holds exactly them.
 
     A prompt is complete when its M lines are there and so is its shard: an index kept
@@ -173,7 +169,7 @@ def _read_index(
             break  # an earlier prompt stopped short of M lines; nothing after it is trusted
         pending.append(record)
         if len(pending) == per_prompt:
-            if not has_shard(record.shard):
+            if not (path.parent / record.shard).is_file():
                 break
             samples.extend(pending)
             pending = []

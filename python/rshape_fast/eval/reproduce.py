@@ -210,14 +210,15 @@ def _train_heads(
 ) -> None:
     """Collect the CD data (resumable) and train the heads of :data:`CD_HEADS` not yet
     saved; the calibrated head uses the decoders' own `"auto"` scale."""
+    missing = [head for head in CD_HEADS if not (folder / head[0] / "config.json").is_file()]
+    if not missing:
+        return  # the committed heads: a clean clone need not collect the data again
     from rshape_fast.cd.data import CDDataConfig, collect
     from rshape_fast.cd.train import TrainConfig, train_value_head
     from rshape_fast.decoding.calibration import resolve_reward_scale
     from rshape_fast.decoding.options import DecodingOptions
     from rshape_fast.prompts import load_prompts
 
-    if all((folder / name / "config.json").is_file() for name, _, _ in CD_HEADS):
-        return  # the committed heads: a clean clone need not collect the data again
     lm, rm = models
     data = folder / "data"
     rm_name = suite.rm if isinstance(suite.rm, str) else "+".join(suite.rm)
@@ -227,9 +228,6 @@ def _train_heads(
     train = [(p.id, p.text) for p in load_prompts(split="train", limit=prompts)]
     collect(data, train, lm=lm, rm=rm, config=data_config, progress=progress)
     scale = resolve_reward_scale(DecodingOptions(reward_scale="auto"), lm, rm)
-    for name, shaping, calibrated in CD_HEADS:
-        out = folder / name
-        if (out / "config.json").is_file():
-            continue
+    for name, shaping, calibrated in missing:
         train_config = TrainConfig(shaping=shaping, reward_scale=scale if calibrated else None)
-        train_value_head(data, out, train_config, progress=progress)
+        train_value_head(data, folder / name, train_config, progress=progress)
