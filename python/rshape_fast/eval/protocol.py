@@ -178,10 +178,15 @@ def extras_config(
     rm_dtype: str | None,
     value_heads: Sequence[str],
 ) -> EvalConfig:
-    """Stage 3: raw and SRS (both scalings) under perturbed rewards, the sequence-level
-    methods, and CD with each of `value_heads` (folders), all at λ*."""
-    grid: list[dict[str, list[Any]]] = [
-        {"method": ["base"]},
+    """Stage 3: CD with each of `value_heads` (folders), raw and SRS (both scalings) under
+    perturbed rewards, and the sequence-level methods, all at λ*.
+
+    In that order (the configurations run one after another): the CD heads are the part of
+    the extras the reproduction must have, so a run cut short holds them first."""
+    grid: list[dict[str, list[Any]]] = [{"method": ["base"]}]
+    if value_heads:
+        grid.append({"method": ["cd"], "value_head": list(value_heads)})
+    grid += [
         {"method": ["args"], "shaping": ["raw"], "perturbation": list(PERTURBED)},
         {
             "method": ["args"],
@@ -190,8 +195,6 @@ def extras_config(
             "perturbation": list(PERTURBED),
         },
     ]
-    if value_heads:
-        grid.append({"method": ["cd"], "value_head": list(value_heads)})
     for method in SEQUENCE_LEVEL:
         scalings = [None] if method in UNSHAPED else list(SCALINGS)
         knobs = {k: [v] for k, v in SEQUENCE_KNOBS.items()}

@@ -12,9 +12,9 @@ reproduction resumes where it stopped):
    (:func:`choose_weight`);
 2. **test**: base and ARGS with each of the suite's shaping schemes at λ*, at the paper's
    α and B, with and without ``reward_scale="auto"``, on the *test* split;
-3. **extras** (the suites that have them): robustness to perturbed rewards, the
-   sequence-level methods, and controlled decoding with three value heads (raw targets,
-   SRS targets, SRS targets on the calibrated reward).
+3. **extras** (the suites that have them): controlled decoding with three value heads
+   (raw targets, SRS targets, SRS targets on the calibrated reward), robustness to
+   perturbed rewards, and the sequence-level methods, in that order.
 
 The report is generated from the run files: every number and every verdict comes from the
 rows. Stages run breadth first (every suite's sweep and test before any extras), so a run
