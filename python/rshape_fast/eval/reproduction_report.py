@@ -320,7 +320,7 @@ def _test_section(
 
 
 def _extras_section(stage: Stage, md_dir: Path) -> str:
-    head = f"### Robustness, sequence-level methods and CD at λ* ({stage.status})\n\n"
+    head = f"### CD heads, robustness and sequence-level methods at λ* ({stage.status})\n\n"
     if stage.metrics is None:
         return head + "No results yet.\n\n"
     metrics = stage.metrics
