@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from rshape_fast.eval.grid import (
 from rshape_fast.eval.run_file import ConfigChangedError, RunFileError, read_run
 from rshape_fast.eval.run_loop import run_eval
 from rshape_fast.eval.run_metrics import compute_metrics
+from rshape_fast.eval.tasks import plan_tasks
 
 
 def word_count(texts: list[str]) -> list[float]:
@@ -58,6 +60,27 @@ def test_grid_is_a_deduplicated_union_of_blocks() -> None:
     assert all(p.knobs["max_new_tokens"] == 8 for p in points)
     assert {p.knobs["perturbation"] for p in args} == {"none", "noise"}
     assert "method=args,shaping=srs,weight=0.25" in ids
+
+
+def test_tasks_keep_the_grid_order_unless_slow_first() -> None:
+    config = EvalConfig(
+        base={"batch_size": 2},
+        grid=[{"method": ["base"]}, {"method": ["bon"]}, {"method": ["args"]}],
+    )
+    points, prompts = expand_grid(config), ["p1", "p2", "p3"]
+    prompts_of = [SimpleNamespace(id=p) for p in prompts]
+    done = {("method=base", "p1")}
+    local = plan_tasks(points, prompts_of, done, slow_first=False)
+    # One batch (≤ 2 prompts) per task; what is done is not planned again.
+    assert [(t.point.method, [p.id for p in t.prompts]) for t in local] == [
+        ("base", ["p2", "p3"]),
+        ("bon", ["p1", "p2"]),
+        ("bon", ["p3"]),
+        ("args", ["p1", "p2"]),
+        ("args", ["p3"]),
+    ]
+    distributed = plan_tasks(points, prompts_of, done, slow_first=True)
+    assert [t.point.method for t in distributed] == ["bon", "bon", "base", "args", "args"]
 
 
 def test_grid_rejects_unknown_and_invalid_knobs() -> None:

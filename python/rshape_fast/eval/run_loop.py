@@ -155,7 +155,7 @@ def run_eval(
     # One writer per run file: the lock is held from reading the file to the last row.
     with writer_lock(file):
         done = open_run(file, config, points, prompts, digest, restart=restart)
-        tasks = plan_tasks(points, prompts, done)
+        tasks = plan_tasks(points, prompts, done, slow_first=distributed)
         total = sum(len(t.prompts) for t in tasks)
         reused = len(points) * len(prompts) - total
         lost: list[str] = []

@@ -29,13 +29,19 @@ class Task:
 
 
 def plan_tasks(
-    points: Sequence[GridPoint], prompts: Sequence[Any], done: set[tuple[str, str]]
+    points: Sequence[GridPoint],
+    prompts: Sequence[Any],
+    done: set[tuple[str, str]],
+    *,
+    slow_first: bool,
 ) -> list[Task]:
     """The pending ``(point, prompt)`` pairs, in chunks of at most one batch per task.
 
     A chunk is one batch of its point (``batch_size`` prompts), so a worker loses no
-    batching; the sequence-level methods, the slow ones, come first, so that the last
-    tasks of a distributed run are short and no worker waits long for the others.
+    batching. Tasks keep the grid's order, so a run cut short holds the points listed
+    first; with `slow_first` (a distributed run) the sequence-level methods, the slow ones,
+    come first instead, so that the last tasks are short and no worker waits long for the
+    others.
     """
     from rshape_fast.decoding.registry import TOKEN_LEVEL
 
@@ -44,6 +50,8 @@ def plan_tasks(
         todo = [p for p in prompts if (point.id, p.id) not in done]
         size = int(point.knobs["batch_size"])
         tasks += [Task(point, tuple(todo[i : i + size])) for i in range(0, len(todo), size)]
+    if not slow_first:
+        return tasks
     # A stable sort: within each group the tasks keep the grid's order.
     return sorted(tasks, key=lambda t: t.point.method in TOKEN_LEVEL)
 
