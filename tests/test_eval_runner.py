@@ -67,10 +67,10 @@ def test_tasks_keep_the_grid_order_unless_slow_first() -> None:
         base={"batch_size": 2},
         grid=[{"method": ["base"]}, {"method": ["bon"]}, {"method": ["args"]}],
     )
-    points, prompts = expand_grid(config), ["p1", "p2", "p3"]
-    prompts_of = [SimpleNamespace(id=p) for p in prompts]
+    points = expand_grid(config)
+    prompts = [SimpleNamespace(id=p) for p in ("p1", "p2", "p3")]
     done = {("method=base", "p1")}
-    local = plan_tasks(points, prompts_of, done, slow_first=False)
+    local = plan_tasks(points, prompts, done, slow_first=False)
     # One batch (≤ 2 prompts) per task; what is done is not planned again.
     assert [(t.point.method, [p.id for p in t.prompts]) for t in local] == [
         ("base", ["p2", "p3"]),
@@ -79,7 +79,7 @@ def test_tasks_keep_the_grid_order_unless_slow_first() -> None:
         ("args", ["p1", "p2"]),
         ("args", ["p3"]),
     ]
-    distributed = plan_tasks(points, prompts_of, done, slow_first=True)
+    distributed = plan_tasks(points, prompts, done, slow_first=True)
     assert [t.point.method for t in distributed] == ["bon", "bon", "base", "args", "args"]
 
 

@@ -181,8 +181,10 @@ def extras_config(
     """Stage 3: CD with each of `value_heads` (folders), raw and SRS (both scalings) under
     perturbed rewards, and the sequence-level methods, all at λ*.
 
-    In that order (the configurations run one after another): the CD heads are the part of
-    the extras the reproduction must have, so a run cut short holds them first."""
+    In that order, which a local run decodes one configuration after another: the CD heads
+    are the part of the extras the reproduction must have, so a run cut short holds them
+    first (a distributed run hands out the sequence-level methods first, see
+    :func:`~rshape_fast.eval.tasks.plan_tasks`)."""
     grid: list[dict[str, list[Any]]] = [{"method": ["base"]}]
     if value_heads:
         grid.append({"method": ["cd"], "value_head": list(value_heads)})
