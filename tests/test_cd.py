@@ -27,7 +27,7 @@ from rshape_fast.cd.data import check_resumable
 from rshape_fast.cd.train import shaped_targets
 from rshape_fast.decoding import generate
 from rshape_fast.decoding.lm_state import LMState
-from rshape_fast.errors import ModelError, ParameterError
+from rshape_fast.errors import InvalidInputError, ModelError, ParameterError
 from rshape_fast.models import TextRewardModel
 from rshape_fast.prompts import load_prompts
 
@@ -108,6 +108,11 @@ def test_cd_data_index_without_its_shards_is_sampled_again_the_same(real_data, t
     for name in ("manifest.json", "index.jsonl"):
         (clone / name).write_bytes((path / name).read_bytes())
     assert CDDataset(clone).samples == []
+    # Tokens and rewards alone (what GenARM's training reads) need no shards.
+    index_only = CDDataset(clone, hidden=False)
+    assert index_only.samples == CDDataset(path).samples
+    with pytest.raises(InvalidInputError, match="hidden=False"):
+        index_only.hidden(index_only.samples[0])
     redone = collect(clone, prompts, lm=lm, rm=rm, config=SMALL, progress=False)
     assert redone.done_ids == [pid for pid, _ in prompts]
     assert (clone / "index.jsonl").read_bytes() == (path / "index.jsonl").read_bytes()

@@ -111,10 +111,16 @@ class CollectReport:
 
 
 class CDDataset:
-    """A data directory opened for reading (and, through `collect`, appending)."""
+    """A data directory opened for reading (and, through `collect`, appending).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    `hidden=False` reads the samples without their hidden states: a prompt counts when its
+    index lines are complete, shards or not (GenARM's training needs only tokens and
+    rewards, so it can train from an index committed without its shards).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, hidden: bool = True) -> None:
         self.path = Path(path)
+        self.has_hidden = hidden
         manifest_path = self.path / MANIFEST
         if not manifest_path.is_file():
             raise InvalidInputError(f"{self.path}: not a cd-data directory (no {MANIFEST})")
@@ -126,7 +132,7 @@ class CDDataset:
             )
         self.config = CDDataConfig(**manifest["config"])
         self.hidden_size: int | None = manifest.get("hidden_size")
-        self.samples, good_bytes = _read_index(self.path / INDEX, self.config.samples)
+        self.samples, good_bytes = _read_index(self.path / INDEX, self.config.samples, hidden)
         self._good_bytes = good_bytes
 
     def by_prompt(self) -> dict[str, list[Sample]]:
@@ -138,14 +144,17 @@ class CDDataset:
 
     def hidden(self, sample: Sample) -> np.ndarray:
         """Hidden states `[length, hidden size]` of one sample (memory-mapped, read-only)."""
+        if not self.has_hidden:
+            raise InvalidInputError(f"{self.path}: opened with hidden=False")
         shard = np.load(self.path / sample.shard, mmap_mode="r")
         return shard[sample.offset : sample.offset + sample.length]
 
 
-def _read_index(path: Path, per_prompt: int) -> tuple[list[Sample], int]:
+def _read_index(path: Path, per_prompt: int, hidden: bool) -> tuple[list[Sample], int]:
     """Complete prompts of the index and the byte length that holds exactly them.
 
-    A prompt is complete when its M lines are there and so is its shard: an index kept
+    A prompt is complete when its M lines are there and (with `hidden`) so is its shard: an
+    index kept
     without its shards (results/reproduce commits the index, not the 70 MB of hidden
     states) resumes by sampling those prompts again, with the same keyed draws.
     """
@@ -169,7 +178,7 @@ def _read_index(path: Path, per_prompt: int) -> tuple[list[Sample], int]:
             break  # an earlier prompt stopped short of M lines; nothing after it is trusted
         pending.append(record)
         if len(pending) == per_prompt:
-            if not (path.parent / record.shard).is_file():
+            if hidden and not (path.parent / record.shard).is_file():
                 break
             samples.extend(pending)
             pending = []
