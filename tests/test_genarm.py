@@ -139,14 +139,15 @@ def test_arm_knobs_are_checked(knobs, message):
         DecodingOptions(**knobs)
 
 
-def test_pairs_take_the_ith_best_with_the_ith_worst_and_drop_close_ones():
+def test_pairs_are_every_two_samples_apart_by_min_gap():
     from rshape_fast.cd.data import Sample
     from rshape_fast.genarm.train import make_pairs
 
-    rewards = [0.5, -1.0, 2.0, 0.45, 1.0, -0.2]
+    rewards = [0.5, -1.0, 2.0, 0.45]
     samples = [
         Sample("p", "prompt", i, [i], f"t{i}", r, "length", "", 0, 1) for i, r in enumerate(rewards)
     ]
-    pairs, dropped = make_pairs(samples, min_gap=0.1)
-    assert [(p.chosen, p.rejected) for p in pairs] == [([2], [1]), ([4], [5])]
+    group, dropped = make_pairs(samples, min_gap=0.1)
+    assert group.pairs == [(0, 1), (2, 0), (2, 1), (3, 1), (2, 3)]
+    assert group.responses == [[0], [1], [2], [3]]
     assert dropped == 1  # 0.5 against 0.45
