@@ -154,9 +154,8 @@ def _read_index(path: Path, per_prompt: int, hidden: bool) -> tuple[list[Sample]
     """Complete prompts of the index and the byte length that holds exactly them.
 
     A prompt is complete when its M lines are there and (with `hidden`) so is its shard: an
-    index kept
-    without its shards (results/reproduce commits the index, not the 70 MB of hidden
-    states) resumes by sampling those prompts again, with the same keyed draws.
+    index kept without its shards (results/reproduce commits the index, not the 70 MB of
+    hidden states) resumes by sampling those prompts again, with the same keyed draws.
     """
     if not path.exists():
         return [], 0
