@@ -8,20 +8,24 @@ from typing import Any
 
 from rshape_fast.genarm.config import ArmConfig
 
+# The ArmConfig fields `rshape arm-train` takes as flags (`--beta-r` for `beta_r`), with
+# their type and help; the defaults are ArmConfig's.
+_KNOBS: dict[str, tuple[type, str]] = {
+    "beta_r": (float, "β_r of r = β_r Σ log π_ARM"),
+    "train_layers": (int, "top decoder layers trained"),
+    "epochs": (int, "passes over the train pairs"),
+    "batch_prompts": (int, "prompts (all their pairs) a step"),
+    "lr": (float, "AdamW learning rate"),
+    "min_gap": (float, "smallest reward gap kept"),
+    "held_out": (float, "share of prompts held out"),
+    "seed": (int, "split and order seed"),
+}
+
 
 def cmd_arm_train(args: argparse.Namespace) -> int:
     from rshape_fast.genarm.train import train_arm
 
-    config = ArmConfig(
-        beta_r=args.beta_r,
-        train_layers=args.train_layers,
-        epochs=args.epochs,
-        batch_prompts=args.batch_prompts,
-        lr=args.lr,
-        min_gap=args.min_gap,
-        held_out=args.held_out,
-        seed=args.seed,
-    )
+    config = ArmConfig(**{name: getattr(args, name) for name in _KNOBS})
     report = train_arm(
         args.data,
         args.output,
@@ -67,31 +71,8 @@ def add_arm_commands(subparsers: Any) -> None:
     train.add_argument("--data", default="runs/cd-data", help="directory written by cd-data")
     train.add_argument("--output", "-o", required=True, help="folder for the ARM")
     train.add_argument("--lm", help="LM to start from (default: the one cd-data sampled)")
-    train.add_argument(
-        "--beta-r", type=float, default=ArmConfig.beta_r, help="β_r of r = β_r Σ log π_ARM"
-    )
-    train.add_argument(
-        "--train-layers",
-        type=int,
-        default=ArmConfig.train_layers,
-        help="top decoder layers trained",
-    )
-    train.add_argument(
-        "--epochs", type=int, default=ArmConfig.epochs, help="passes over the train pairs"
-    )
-    train.add_argument(
-        "--batch-prompts",
-        type=int,
-        default=ArmConfig.batch_prompts,
-        help="prompts (all their pairs) a step",
-    )
-    train.add_argument("--lr", type=float, default=ArmConfig.lr, help="AdamW learning rate")
-    train.add_argument(
-        "--min-gap", type=float, default=ArmConfig.min_gap, help="smallest reward gap kept"
-    )
-    train.add_argument(
-        "--held-out", type=float, default=ArmConfig.held_out, help="share of prompts held out"
-    )
-    train.add_argument("--seed", type=int, default=ArmConfig.seed, help="split and order seed")
+    for name, (kind, help_) in _KNOBS.items():
+        flag = "--" + name.replace("_", "-")
+        train.add_argument(flag, type=kind, default=getattr(ArmConfig, name), help=help_)
     train.add_argument("--device", default="cpu", help="torch device")
     train.set_defaults(func=cmd_arm_train)

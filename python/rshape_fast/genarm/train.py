@@ -26,9 +26,9 @@ the held-out prompts and on as many train prompts (drawn with the seed), before 
 (the LM itself) and after; with the paired per-prompt change on the held-out prompts.
 
 A run is about twelve minutes here (`rshape arm-train` prints its progress), so it is not
-resumable: an interrupted run is started again. The output folder is a Hugging Face causal-LM folder
-(`load_lm` and `method="genarm", arm=FOLDER` take it) with `arm.json` (the config, the
-pairs kept and the accuracies).
+resumable: an interrupted run is started again. The output folder is a Hugging Face
+causal-LM folder (`load_lm` and `method="genarm", arm=FOLDER` take it) with `arm.json` (the
+config, the pairs kept and the accuracies).
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ class PromptPairs:
     prompt_id: str
     prompt: str
     responses: list[list[int]]
-    rewards: list[float]
     pairs: list[tuple[int, int]]
 
 
@@ -86,7 +85,7 @@ def make_pairs(samples: Sequence[Sample], min_gap: float) -> tuple[PromptPairs, 
         else:
             dropped += 1
     first = samples[0]
-    group = PromptPairs(first.prompt_id, first.prompt, [s.tokens for s in samples], rewards, pairs)
+    group = PromptPairs(first.prompt_id, first.prompt, [s.tokens for s in samples], pairs)
     return group, dropped
 
 
@@ -115,16 +114,16 @@ def _margins(
     groups: Sequence[PromptPairs],
     prompt_ids: dict[str, list[int]],
 ) -> list[torch.Tensor]:
-    """Σ log π(y_w) − Σ log π(y_l) of every pair, one tensor a prompt. Each response is
-    scored once, however many pairs it is in."""
+    """Σ log π(y_w) − Σ log π(y_l) of every pair, one tensor a prompt (every group has
+    pairs). Each response is scored once, however many pairs it is in."""
     rows = [(prompt_ids[g.prompt_id], y) for g in groups for y in g.responses]
     scores = _sequence_logprobs(model, rows, lm.pad_token_id)
     out, start = [], 0
     for g in groups:
         own = scores[start : start + len(g.responses)]
         start += len(g.responses)
-        chosen, rejected = zip(*g.pairs, strict=True) if g.pairs else ((), ())
-        out.append(own[list(chosen)] - own[list(rejected)])
+        pairs = torch.tensor(g.pairs, device=own.device)
+        out.append(own[pairs[:, 0]] - own[pairs[:, 1]])
     return out
 
 
